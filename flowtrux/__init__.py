@@ -1,0 +1,1 @@
+"""FlowTrux: run workflows, stream every node live, cancel correctly."""
