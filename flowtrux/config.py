@@ -1,0 +1,93 @@
+"""Settings: command-line options win over environment variables, which win over the
+`[flowtrux]` table of hypercorn.toml, which wins over the defaults."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import limits
+
+ENV_PREFIX = "FLOWTRUX_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class InvalidSetting(ValueError):
+    pass
+
+
+def _positive(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise InvalidSetting(f"{attribute.name} must be greater than 0, got {value}")
+
+
+def _rate(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    try:
+        limits.parse(value)
+    except ValueError:
+        raise InvalidSetting(
+            f"{attribute.name} must look like '60/minute' (per second, minute or hour),"
+            f" got {value!r}"
+        ) from None
+
+
+def _log_level(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in LOG_LEVELS:
+        raise InvalidSetting(f"{attribute.name} must be one of {', '.join(LOG_LEVELS)}")
+
+
+@attrs.frozen
+class Settings:
+    database_url: str = "sqlite:///./flowtrux.db"
+    public_origin: str | None = None
+    execute_rate: str = attrs.field(default="60/minute", validator=_rate)
+    max_body_bytes: int = attrs.field(default=1_048_576, validator=_positive)
+    max_runs_per_workspace: int = attrs.field(default=100, validator=_positive)
+    run_timeout_s: float = attrs.field(default=900.0, validator=_positive)
+    max_concurrent_nodes: int = attrs.field(default=16, validator=_positive)
+    keepalive_s: float = attrs.field(default=15.0, validator=_positive)
+    log_level: str = attrs.field(default="info", validator=_log_level)
+
+    @classmethod
+    def load(
+        cls,
+        options: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] = os.environ,
+        config_file: Path | None = None,
+    ) -> Settings:
+        """Merge the sources, converting each value to its field's type.
+
+        Raises InvalidSetting naming the setting and what it expects.
+        """
+        values: dict[str, Any] = {}
+        if config_file is not None and config_file.exists():
+            values.update(read_toml(config_file).get("flowtrux", {}))
+        for field in attrs.fields(cls):
+            env_value = environ.get(ENV_PREFIX + field.name.upper())
+            if env_value is not None:
+                values[field.name] = env_value
+        values.update({key: value for key, value in (options or {}).items() if value is not None})
+        unknown = values.keys() - attrs.fields_dict(cls).keys()
+        if unknown:
+            raise InvalidSetting(f"unknown settings: {', '.join(sorted(unknown))}")
+        fields = attrs.fields_dict(cls)
+        return cls(**{name: _convert(fields[name], value) for name, value in values.items()})
+
+
+def _convert(field: attrs.Attribute[Any], value: Any) -> Any:
+    kind = type(field.default)
+    if kind not in (int, float):
+        return str(value)
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise InvalidSetting(f"{field.name} must be a number, got {value!r}") from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    with path.open("rb") as file:
+        return tomllib.load(file)

@@ -1,0 +1,39 @@
+"""What the engine tells the outside world while a run goes on.
+
+The engine emits these through a plain callable; it never waits on whoever listens.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from flowtrux.engine.graph import Node
+from flowtrux.engine.logs import ExecutionLog
+
+
+@attrs.frozen
+class NodeStarted:
+    node_id: str
+    node_name: str
+    node_type: str
+
+    @classmethod
+    def of(cls, node: Node) -> NodeStarted:
+        return cls(node.id, node.name, node.type)
+
+
+@attrs.frozen
+class NodeCompleted:
+    """A node that started has ended: success, error or cancelled."""
+
+    log: ExecutionLog
+
+
+@attrs.frozen
+class NodeSkipped:
+    """A node none of whose incoming edges is live. It never started, so it is not streamed."""
+
+    log: ExecutionLog
+
+
+NodeEvent = NodeStarted | NodeCompleted | NodeSkipped

@@ -1,0 +1,57 @@
+"""What every node type provides, and what a node gets to run with."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from flowtrux.engine import templates
+from flowtrux.engine.graph import Node
+
+
+@attrs.frozen
+class NodeResult:
+    output: Any
+    debug: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class NodeContext:
+    """A node's view of its run: its own definition, its inputs and the values templates read."""
+
+    node: Node
+    inputs: Mapping[str, Any]  # {predecessorId: output}; the trigger's is {body, staticData}
+    scope: Mapping[str, Any]  # {"trigger": {"data": …}, nodeId: {"output": …}}
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return self.node.config
+
+    def render(self, value: Any) -> Any:
+        """Fill the templates in `value`. Raises MissingPath naming a path that has no value."""
+        return templates.render(value, self.scope)
+
+
+def paths_in_templates(config: Mapping[str, Any]) -> Iterable[str]:
+    return templates.template_paths(config)
+
+
+def template_syntax_problems(config: Mapping[str, Any]) -> Iterable[str]:
+    return templates.template_problems(config)
+
+
+@attrs.frozen
+class NodeType:
+    """One kind of node: its config's JSON Schema and the coroutine that runs it.
+
+    `paths` lists what the config reads (so validation can check it reads only upstream nodes);
+    `problems` finds config mistakes a schema cannot express. Both default to template checks.
+    """
+
+    name: str
+    config_schema: Mapping[str, Any]
+    run: Callable[[NodeContext], Awaitable[NodeResult]]
+    paths: Callable[[Mapping[str, Any]], Iterable[str]] = paths_in_templates
+    problems: Callable[[Mapping[str, Any]], Iterable[str]] = template_syntax_problems

@@ -1,0 +1,208 @@
+"""The scheduler: one nursery per run, one cancel scope per node.
+
+A node starts once every incoming edge is settled and at least one of them is live; a node whose
+incoming edges are all dead is skipped, and so is what only it feeds. Independent branches run
+concurrently, up to a per-run limit. The scheduler emits what happens through a plain callable and
+never waits on it, so it can report a node's end even while its run is being cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+import trio
+
+from flowtrux.engine.errors import NodeError
+from flowtrux.engine.events import NodeCompleted, NodeEvent, NodeSkipped, NodeStarted
+from flowtrux.engine.graph import Edge, Graph, Node
+from flowtrux.engine.logs import ExecutionLog
+from flowtrux.engine.nodes import NODE_TYPES, NodeContext, NodeResult
+from flowtrux.engine.states import NODE_TRANSITIONS, NodeStatus, transition
+
+logger = logging.getLogger(__name__)
+
+Emit = Callable[[NodeEvent], None]
+
+
+@attrs.frozen
+class Limits:
+    run_timeout_s: float = 900.0
+    max_concurrent_nodes: int = 16
+
+
+class RunFailed(Exception):
+    """The run failed: a node with `onError: fail` errored, or the run timed out."""
+
+
+async def execute(graph: Graph, body: Mapping[str, Any], emit: Emit, limits: Limits) -> Any:
+    """Run `graph` with `body` as the trigger's body and return the run's output.
+
+    Raises RunFailed. If the caller's scope is cancelled, each running node emits its log with
+    status `cancelled`, no further node starts, and Cancelled propagates. Checkpoints.
+    """
+    return await _Run(graph, body, emit, limits).execute()
+
+
+@attrs.frozen
+class _Attempts:
+    """How a node's attempts ended: a result, or the error of the last attempt."""
+
+    count: int
+    result: NodeResult | None = None
+    error: str | None = None
+
+
+@attrs.define(eq=False)
+class _Run:
+    graph: Graph
+    body: Mapping[str, Any]
+    emit: Emit
+    limits: Limits
+    _statuses: dict[str, NodeStatus] = attrs.field(init=False)
+    _waiting: dict[str, int] = attrs.field(init=False)  # incoming edges not yet settled
+    _inputs: defaultdict[str, dict[str, Any]] = attrs.field(init=False)  # live inputs so far
+    _scope: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False)
+    _outputs: dict[str, Any] = attrs.field(factory=dict, init=False)  # by node type or "last"
+    _failure: RunFailed | None = attrs.field(default=None, init=False)
+    _nursery: trio.Nursery = attrs.field(init=False)
+    _limiter: trio.CapacityLimiter = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._statuses = {node.id: NodeStatus.PENDING for node in self.graph.nodes}
+        self._waiting = {node_id: len(edges) for node_id, edges in self.graph.incoming.items()}
+        self._inputs = defaultdict(dict)
+        self._limiter = trio.CapacityLimiter(self.limits.max_concurrent_nodes)
+
+    async def execute(self) -> Any:
+        trigger = self.graph.trigger
+        static_data = trigger.config.get("staticData", {})
+        self._inputs[trigger.id] = {"body": dict(self.body), "staticData": static_data}
+        with trio.move_on_after(self.limits.run_timeout_s) as run_timer:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._run_node, trigger)
+        if self._failure is not None:
+            raise self._failure
+        if run_timer.cancelled_caught:
+            raise RunFailed(f"the run timed out after {self.limits.run_timeout_s:g} s")
+        return self._outputs.get("response", self._outputs.get("last"))
+
+    async def _run_node(self, node: Node) -> None:
+        # Acquiring checkpoints: a node started by a run that is being cancelled never begins.
+        async with self._limiter:
+            log = await self._execute(node)
+        self._settle(node, log)
+
+    async def _execute(self, node: Node) -> ExecutionLog:
+        context = NodeContext(node, self._inputs.pop(node.id), self._scope)
+        self._set_status(node, NodeStatus.RUNNING)
+        self.emit(NodeStarted.of(node))
+        started_at, started = datetime.now(UTC), trio.current_time()
+        attempts = None
+        try:
+            attempts = await self._attempts(context)
+        finally:
+            # No `attempts` means we are being cancelled: the log says so, and Cancelled goes on.
+            log = _log(context, attempts, started_at, trio.current_time() - started)
+            self._set_status(node, log.status)
+            self.emit(NodeCompleted(log))
+        return log
+
+    async def _attempts(self, context: NodeContext) -> _Attempts:
+        node, error = context.node, ""
+        for attempt in range(1, node.retry.max_attempts + 1):
+            try:
+                return _Attempts(attempt, result=await _attempt(context))
+            except Exception as exc:  # a node error, a timeout, or a bug in a node type
+                error = _describe(exc, node)
+            if attempt < node.retry.max_attempts:
+                await trio.sleep(node.retry.backoff_s(attempt))
+        return _Attempts(node.retry.max_attempts, error=error)
+
+    def _settle(self, node: Node, log: ExecutionLog) -> None:
+        if log.status is NodeStatus.ERROR and node.on_error == "fail":
+            self._failure = RunFailed(f"node '{node.name}' ({node.id}) failed: {log.error}")
+            self._nursery.cancel_scope.cancel()
+            return
+        self._scope.setdefault(node.id, {})["output"] = log.output
+        if node.type == "trigger":
+            self._scope.setdefault("trigger", {})["data"] = log.output
+        self._outputs["last"] = log.output
+        if node.type == "response":
+            self._outputs["response"] = log.output
+        self._release(
+            (edge, edge.branch in (None, log.output)) for edge in self.graph.outgoing[node.id]
+        )
+
+    def _release(self, settled: Iterable[tuple[Edge, bool]]) -> None:
+        """Settle edges (live or dead); start or skip each target whose edges are all settled."""
+        todo = deque(settled)
+        while todo:
+            edge, live = todo.popleft()
+            if live:
+                self._inputs[edge.target][edge.source] = self._scope[edge.source]["output"]
+            self._waiting[edge.target] -= 1
+            if self._waiting[edge.target]:
+                continue
+            target = self.graph.by_id[edge.target]
+            if edge.target in self._inputs:
+                self._nursery.start_soon(self._run_node, target)
+            else:
+                self._set_status(target, NodeStatus.SKIPPED)
+                self.emit(NodeSkipped(ExecutionLog.skipped(target)))
+                todo.extend((dead, False) for dead in self.graph.outgoing[target.id])
+
+    def _set_status(self, node: Node, status: NodeStatus) -> None:
+        self._statuses[node.id] = transition(NODE_TRANSITIONS, self._statuses[node.id], status)
+
+
+async def _attempt(context: NodeContext) -> NodeResult:
+    run = NODE_TYPES[context.node.type].run
+    if context.node.timeout_ms is None:
+        return await run(context)
+    with trio.fail_after(context.node.timeout_ms / 1000):
+        return await run(context)
+
+
+def _describe(exc: Exception, node: Node) -> str:
+    if isinstance(exc, NodeError):
+        return str(exc)
+    if isinstance(exc, trio.TooSlowError):
+        return f"timed out after {node.timeout_ms} ms"
+    logger.exception("node %s (%s) raised an unexpected error", node.id, node.type)
+    return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
+def _log(
+    context: NodeContext, attempts: _Attempts | None, started_at: datetime, elapsed_s: float
+) -> ExecutionLog:
+    node = context.node
+    output: Any = None
+    error: str | None = None
+    debug: Mapping[str, Any] = {}
+    if attempts is None:
+        status, error = NodeStatus.CANCELLED, "cancelled"
+    elif attempts.result is None:
+        status, error = NodeStatus.ERROR, attempts.error
+        output = {"error": error} if node.on_error == "continue" else None
+    else:
+        status, output, debug = NodeStatus.SUCCESS, attempts.result.output, attempts.result.debug
+    return ExecutionLog(
+        node_id=node.id,
+        node_name=node.name,
+        node_type=node.type,
+        status=status,
+        input=context.inputs,
+        output=output,
+        error=error,
+        started_at=started_at,
+        ended_at=datetime.now(UTC),
+        duration_ms=round(elapsed_s * 1000),
+        attempt=attempts.count if attempts else 1,
+        debug=debug,
+    )

@@ -1,0 +1,63 @@
+"""Errors a caller can fix. They are raised where they are found; `http/errors.py` turns each
+into a status code and a JSON body."""
+
+from collections.abc import Sequence
+
+from flowtrux.engine.validation import Problem
+
+
+class FlowtruxError(Exception):
+    """The message is a sentence that tells the caller what to fix."""
+
+
+class NotAuthenticated(FlowtruxError):
+    def __init__(self) -> None:
+        super().__init__("Log in first: this call needs a session (POST /api/auth/login).")
+
+
+class InvalidCredentials(FlowtruxError):
+    def __init__(self) -> None:
+        super().__init__("The email or the password is wrong.")
+
+
+class PermissionDenied(FlowtruxError):
+    def __init__(self, action: str) -> None:
+        super().__init__(f"Your role in this workspace does not allow you to {action}.")
+
+
+class NotFound(FlowtruxError):
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"There is no {kind} '{ident}' that you can see.")
+
+
+class BadRequest(FlowtruxError):
+    pass
+
+
+class PayloadTooLarge(FlowtruxError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The request body is larger than the limit of {limit} bytes.")
+
+
+class InvalidWorkflow(FlowtruxError):
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = problems
+        count = len(problems)
+        super().__init__(
+            f"The workflow has {count} problem{'s' if count != 1 else ''}: see 'problems'."
+        )
+
+
+class TooManyRequests(FlowtruxError):
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class ShuttingDown(FlowtruxError):
+    def __init__(self) -> None:
+        super().__init__("The server is shutting down and starts no new runs; try again shortly.")
+
+
+class Conflict(FlowtruxError):
+    pass

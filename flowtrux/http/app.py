@@ -1,0 +1,49 @@
+"""The ASGI application: routes, error handlers, and the lifespan that owns the store and runs."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from flowtrux.config import Settings
+from flowtrux.engine.scheduler import Limits
+from flowtrux.http.errors import EXCEPTION_HANDLERS
+from flowtrux.http.origin import SameOriginMiddleware
+from flowtrux.http.rate_limit import RateLimiter
+from flowtrux.http.routes import auth, execute, executions, service, workflows
+from flowtrux.http.services import Services
+from flowtrux.runs.manager import RunSettings, open_run_manager
+from flowtrux.store.store import open_store
+
+
+def run_settings(settings: Settings) -> RunSettings:
+    return RunSettings(
+        limits=Limits(settings.run_timeout_s, settings.max_concurrent_nodes),
+        max_runs_per_workspace=settings.max_runs_per_workspace,
+    )
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with (
+            open_store(settings.database_url) as store,
+            open_run_manager(store, run_settings(settings)) as runs,
+        ):
+            quota = RateLimiter.parse(settings.execute_rate)
+            app.state.services = Services(settings, store, runs, quota)
+            yield
+
+    return Starlette(
+        routes=[
+            *auth.routes,
+            *workflows.routes,
+            *execute.routes,
+            *executions.routes,
+            *service.routes,
+        ],
+        middleware=[Middleware(SameOriginMiddleware, public_origin=settings.public_origin)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )

@@ -1,0 +1,42 @@
+"""Request bodies: JSON objects, read up to the configured limit."""
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from flowtrux.engine.paths import json_type
+from flowtrux.errors import BadRequest, PayloadTooLarge
+from flowtrux.http.services import services
+
+
+async def json_object(request: Request, *, required: bool = True) -> dict[str, Any]:
+    """The body as a JSON object; `{}` for an empty body when not `required`.
+
+    Raises PayloadTooLarge (413) past the limit, BadRequest (400) for anything but an object.
+    """
+    raw = await _read(request, services(request).settings.max_body_bytes)
+    if not raw.strip():
+        if required:
+            raise BadRequest("Send a JSON object as the request body.")
+        return {}
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"The request body must be a JSON object, not a {json_type(value)}.")
+    return value
+
+
+async def _read(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,66 @@
+"""Errors become JSON here, in one place: `{"error": <sentence>, "code": <machine code>}`."""
+
+import logging
+
+import attrs
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from flowtrux import errors
+
+logger = logging.getLogger(__name__)
+
+STATUS_AND_CODE: dict[type[errors.FlowtruxError], tuple[int, str]] = {
+    errors.BadRequest: (400, "bad_request"),
+    errors.NotAuthenticated: (401, "not_authenticated"),
+    errors.InvalidCredentials: (401, "invalid_credentials"),
+    errors.PermissionDenied: (403, "forbidden"),
+    errors.NotFound: (404, "not_found"),
+    errors.Conflict: (409, "conflict"),
+    errors.PayloadTooLarge: (413, "payload_too_large"),
+    errors.InvalidWorkflow: (422, "invalid_workflow"),
+    errors.TooManyRequests: (429, "too_many_requests"),
+    errors.ShuttingDown: (503, "shutting_down"),
+}
+
+HTTP_MESSAGES = {
+    404: ("There is no such endpoint; see GET /api/openapi.json.", "no_route"),
+    405: ("This endpoint does not accept this method.", "method_not_allowed"),
+}
+
+
+def error_response(status: int, message: str, code: str, **extra: object) -> JSONResponse:
+    return JSONResponse({"error": message, "code": code, **extra}, status_code=status)
+
+
+async def flowtrux_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.FlowtruxError)
+    status, code = next(
+        STATUS_AND_CODE[kind] for kind in type(exc).__mro__ if kind in STATUS_AND_CODE
+    )
+    response = error_response(status, str(exc), code)
+    if isinstance(exc, errors.InvalidWorkflow):
+        problems = [attrs.asdict(problem) for problem in exc.problems]
+        response = error_response(status, str(exc), code, problems=problems)
+    if isinstance(exc, errors.TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message, code = HTTP_MESSAGES.get(exc.status_code, (str(exc.detail), "http_error"))
+    return error_response(exc.status_code, message, code)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "FlowTrux hit an unexpected error; it has been logged.", "internal")
+
+
+EXCEPTION_HANDLERS = {
+    errors.FlowtruxError: flowtrux_error,
+    HTTPException: http_error,
+    Exception: server_error,
+}

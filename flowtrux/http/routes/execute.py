@@ -1,0 +1,86 @@
+"""Running a workflow: one JSON answer when the run ends, or its events as they happen.
+
+Every 4xx is decided before the run starts; a stream is only opened for a run that has started.
+Closing the connection of either call detaches from the run, which cancels it unless the trigger
+says `continueOnDisconnect`.
+"""
+
+from functools import partial
+
+import trio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from flowtrux.access import Permission
+from flowtrux.engine.states import RunStatus
+from flowtrux.http.access import current_user, workflow_for
+from flowtrux.http.body import json_object
+from flowtrux.http.disconnect import cancel_on_disconnect
+from flowtrux.http.services import Services, services
+from flowtrux.http.sse import EventStreamResponse
+from flowtrux.runs.run import Run
+
+
+async def _start(request: Request) -> tuple[Services, Run]:
+    found = services(request)
+    user = await current_user(request)
+    workflow = await workflow_for(request, user, Permission.EXECUTE)
+    found.execute_quota.hit(user.id)
+    body = await json_object(request, required=False)
+    run = await found.runs.start(workflow, body, started_by=user.id)
+    return found, run
+
+
+async def execute_stream(request: Request) -> Response:
+    found, run = await _start(request)
+    return EventStreamResponse(
+        found.runs.subscribe(run.execution_id),
+        on_close=partial(found.runs.detach, run),
+        keepalive_s=found.settings.keepalive_s,
+        http_version=request.scope["http_version"],
+    )
+
+
+async def execute(request: Request) -> Response:
+    found, run = await _start(request)
+    return RunResultResponse(found, run)
+
+
+class RunResultResponse(Response):
+    """Waits for the run's end, watching for a disconnect meanwhile, then answers in JSON."""
+
+    def __init__(self, found: Services, run: Run) -> None:
+        self.found = found
+        self.run = run
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cancel_on_disconnect, receive, nursery.cancel_scope)
+                await self.run.finished.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.found.runs.detach(self.run)
+        if not self.run.finished.is_set():
+            return  # the client went away
+        execution = await self.found.store.executions.get(self.run.execution_id)
+        assert execution is not None
+        summary = execution.summary
+        body = {
+            "success": summary.status is RunStatus.COMPLETED,
+            "executionId": summary.id,
+            "output": execution.output,
+            "error": summary.error,
+            "cancelled": summary.status is RunStatus.CANCELLED,
+            "durationMs": summary.duration_ms,
+            "logs": execution.logs,
+        }
+        await JSONResponse(body)(scope, receive, send)
+
+
+routes = [
+    Route("/api/workflows/{workflow_id}/execute", execute, methods=["POST"]),
+    Route("/api/workflows/{workflow_id}/execute/stream", execute_stream, methods=["POST"]),
+]

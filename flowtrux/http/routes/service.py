@@ -1,0 +1,35 @@
+"""Liveness and readiness probes."""
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from flowtrux.http.services import services
+
+logger = logging.getLogger(__name__)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    try:
+        ready = await services(request).store.ready()
+    except Exception:
+        logger.warning("readiness check failed", exc_info=True)
+        ready = False
+    if not ready:
+        return JSONResponse(
+            {"status": "unavailable", "error": "The store is unreachable or not migrated."},
+            status_code=503,
+        )
+    return JSONResponse({"status": "ready"})
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+]

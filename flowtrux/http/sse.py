@@ -1,0 +1,77 @@
+"""Server-Sent Events: the frames, and a response that owns its send loop.
+
+The response runs the loop itself instead of wrapping an async generator: it can watch for the
+client's disconnect in its own nursery, and its cleanup (`feed.close()`, `on_close()`) is plain
+synchronous code that runs in this task, whatever ended the stream.
+"""
+
+from collections.abc import Callable
+
+import trio
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from flowtrux.http.disconnect import cancel_on_disconnect
+from flowtrux.runs.feed import Feed
+from flowtrux.store.executions import StoredEvent
+
+KEEPALIVE = b": keepalive\n\n"
+
+
+def frame(event: StoredEvent) -> bytes:
+    return f"id: {event.seq}\nevent: {event.name}\ndata: {event.data}\n\n".encode()
+
+
+def stream_headers(http_version: str) -> dict[str, str]:
+    headers = {
+        "Content-Type": "text/event-stream",
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+    }
+    if http_version == "1.1":  # HTTP/2 and HTTP/3 forbid connection-specific headers
+        headers["Connection"] = "keep-alive"
+    return headers
+
+
+class EventStreamResponse(Response):
+    def __init__(
+        self, feed: Feed, *, on_close: Callable[[], None], keepalive_s: float, http_version: str
+    ) -> None:
+        self.feed = feed
+        self.on_close = on_close
+        self.keepalive_s = keepalive_s
+        self.status_code = 200
+        self.background = None
+        self.init_headers(stream_headers(http_version))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cancel_on_disconnect, receive, nursery.cancel_scope)
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+                )
+                await self._send_events(send)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                nursery.cancel_scope.cancel()
+        finally:
+            self.feed.close()
+            self.on_close()
+
+    async def _send_events(self, send: Send) -> None:
+        while True:
+            with trio.move_on_after(self.keepalive_s) as silence:
+                try:
+                    event = await self.feed.receive()
+                except trio.EndOfChannel:
+                    return
+            if silence.cancelled_caught:
+                await _send_body(send, KEEPALIVE)
+                continue
+            await _send_body(send, frame(event))
+            if event.terminal:
+                return
+
+
+async def _send_body(send: Send, body: bytes) -> None:
+    await send({"type": "http.response.body", "body": body, "more_body": True})

@@ -1,0 +1,179 @@
+"""The run manager: runs belong to the app, not to the request that started them.
+
+A request starts a run and subscribes to it; when it goes away it calls `detach`. Each run is a
+task in the manager's nursery that decides its outcome exactly once, in its own `finally`, and
+never lets an exception out: one failing run cannot take the server down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from flowtrux.engine.scheduler import Limits, RunFailed, execute
+from flowtrux.engine.states import RUN_TRANSITIONS, transition
+from flowtrux.errors import ShuttingDown, TooManyRequests
+from flowtrux.ids import new_id
+from flowtrux.runs.feed import Feed
+from flowtrux.runs.hub import Hub
+from flowtrux.runs.journal import Journal, Recorder
+from flowtrux.runs.leases import keep_lease
+from flowtrux.runs.outcome import CANCELLED_BY_SHUTDOWN, CANCELLED_BY_USER, Outcome
+from flowtrux.runs.run import Run
+from flowtrux.store.executions import ExecutionStore, NewExecution
+from flowtrux.store.store import Store
+from flowtrux.store.workflows import Workflow
+from flowtrux.timestamps import to_iso, utc_now
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class RunSettings:
+    limits: Limits = attrs.field(factory=Limits)
+    max_runs_per_workspace: int = 100
+    subscriber_buffer: int = 1000
+    finish_timeout_s: float = 10.0  # how long a run's end may wait for the store
+    lease_s: float = 30.0
+
+
+@attrs.define(eq=False)
+class RunManager:
+    executions: ExecutionStore
+    journal: Journal
+    hub: Hub
+    settings: RunSettings
+    process_id: str
+    _nursery: trio.Nursery
+    _runs: dict[str, Run] = attrs.field(factory=dict, init=False)
+    _closing: bool = attrs.field(default=False, init=False)
+
+    async def start(
+        self, workflow: Workflow, body: dict[str, Any], *, started_by: str | None
+    ) -> Run:
+        """Store a RUNNING execution and start running it. Raises ShuttingDown, TooManyRequests."""
+        if self._closing:
+            raise ShuttingDown()
+        limit = self.settings.max_runs_per_workspace
+        if (
+            sum(run.workflow.workspace_id == workflow.workspace_id for run in self._runs.values())
+            >= limit
+        ):
+            raise TooManyRequests(
+                f"This workspace already has {limit} runs going; wait for one to end.", 1
+            )
+        run = Run(new_id("exec"), workflow, workflow.graph, body)
+        self._runs[run.execution_id] = run  # holds the slot while the row is written
+        try:
+            await self.executions.create(
+                NewExecution(
+                    run.execution_id,
+                    workflow.id,
+                    workflow.workspace_id,
+                    workflow.name,
+                    "manual",
+                    body,
+                    started_by,
+                    self.process_id,
+                    utc_now(),
+                )
+            )
+        except BaseException:
+            del self._runs[run.execution_id]
+            raise
+        self.hub.open(run.execution_id)
+        self._nursery.start_soon(self._drive, run, name=f"run {run.execution_id}")
+        return run
+
+    def subscribe(self, execution_id: str, after: int = 0) -> Feed:
+        """The events of `execution_id` after sequence number `after`, stored then live."""
+        return Feed(execution_id, self.hub, self.executions, after)
+
+    def detach(self, run: Run) -> None:
+        """The request that started `run` went away: cancel the run, unless its trigger says
+        `continueOnDisconnect`, in which case it goes on in the background."""
+        if run.finished.is_set() or run.background:
+            return
+        if run.continue_on_disconnect:
+            run.background = True
+            self.journal.recorder(run.execution_id).background()
+        else:
+            run.cancel(CANCELLED_BY_USER)
+
+    def running(self) -> list[Run]:
+        return list(self._runs.values())
+
+    def cancel_all(self) -> None:
+        """Start no new run and cancel the current ones (shutdown)."""
+        self._closing = True
+        for run in self.running():
+            run.cancel(CANCELLED_BY_SHUTDOWN)
+
+    async def drain(self) -> None:
+        """Start no new run, cancel the current ones, and wait until each has ended (each sends
+        its `cancelled` event, so open streams end properly before the server closes them)."""
+        self.cancel_all()
+        for run in self.running():
+            await run.finished.wait()
+
+    async def _drive(self, run: Run) -> None:
+        recorder = self.journal.recorder(run.execution_id)
+        started = trio.current_time()
+        recorder.start(run.workflow.id, run.workflow.name, to_iso(utc_now()))
+        outcome = None
+        try:
+            with run.cancel_scope:
+                output = await execute(run.graph, run.body, recorder.emit, self.settings.limits)
+                outcome = Outcome.completed(output)
+        except RunFailed as exc:
+            outcome = Outcome.failed(str(exc))
+        except Exception:
+            logger.exception("run %s crashed", run.execution_id)
+            outcome = Outcome.failed(
+                "FlowTrux failed while running the workflow (see the server log)"
+            )
+        finally:
+            # The one place a run's outcome is decided, written and announced.
+            outcome = outcome or Outcome.cancelled(run.cancel_reason or CANCELLED_BY_SHUTDOWN)
+            await self._finish(run, recorder, outcome, trio.current_time() - started)
+
+    async def _finish(
+        self, run: Run, recorder: Recorder, outcome: Outcome, elapsed_s: float
+    ) -> None:
+        run.status = transition(RUN_TRANSITIONS, run.status, outcome.status)
+        with trio.CancelScope(shield=True) as shield:
+            shield.deadline = trio.current_time() + self.settings.finish_timeout_s
+            await recorder.finish(outcome, round(elapsed_s * 1000))
+        if shield.cancelled_caught:
+            logger.error("run %s: its end was not stored in time", run.execution_id)
+        del self._runs[run.execution_id]
+        run.finished.set()
+
+
+@asynccontextmanager
+async def open_run_manager(store: Store, settings: RunSettings) -> AsyncIterator[RunManager]:
+    """The app's runs: the journal's writer, the process lease, and one nursery for all runs.
+
+    On exit every run is cancelled and has stored its end before the writer stops.
+    """
+    hub = Hub(settings.subscriber_buffer)
+    journal = Journal(store.executions, hub)
+    process_id = new_id("proc")
+    async with trio.open_nursery() as services:
+        await services.start(journal.run)
+        await services.start(keep_lease, store.processes, journal, process_id, settings.lease_s)
+        try:
+            async with trio.open_nursery() as runs:
+                manager = RunManager(store.executions, journal, hub, settings, process_id, runs)
+                try:
+                    yield manager
+                finally:
+                    manager.cancel_all()  # the nursery then waits for each run's end
+        finally:
+            journal.stop()
+            services.cancel_scope.cancel()

@@ -1,0 +1,31 @@
+"""One run: its cancel scope, why it was cancelled, and when it has ended."""
+
+import attrs
+import trio
+
+from flowtrux.engine.graph import Graph
+from flowtrux.engine.states import RunStatus
+from flowtrux.store.workflows import Workflow
+
+
+@attrs.define(eq=False)
+class Run:
+    execution_id: str
+    workflow: Workflow
+    graph: Graph
+    body: dict[str, object]
+    cancel_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    cancel_reason: str | None = None
+    background: bool = False
+    status: RunStatus = RunStatus.RUNNING
+    finished: trio.Event = attrs.field(factory=trio.Event)
+
+    @property
+    def continue_on_disconnect(self) -> bool:
+        return bool(self.graph.trigger.config.get("continueOnDisconnect", False))
+
+    def cancel(self, reason: str) -> None:
+        """Stop the run at its next checkpoint; the first reason given is the one reported."""
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+        self.cancel_scope.cancel()

@@ -1,0 +1,77 @@
+"""The store as the rest of the service sees it: one object per concept over one database."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import attrs
+import trio
+
+from flowtrux.store.database import Database
+from flowtrux.store.executions import ExecutionStore
+from flowtrux.store.migrations import apply_migrations, pending_migrations
+from flowtrux.store.processes import ProcessStore
+from flowtrux.store.sessions import SessionStore
+from flowtrux.store.sqlite import open_sqlite
+from flowtrux.store.users import UserStore
+from flowtrux.store.workflows import WorkflowStore
+from flowtrux.store.workspaces import WorkspaceStore
+
+
+class UnsupportedDatabase(ValueError):
+    pass
+
+
+@attrs.frozen
+class Store:
+    url: str
+    db: Database
+
+    @property
+    def users(self) -> UserStore:
+        return UserStore(self.db)
+
+    @property
+    def sessions(self) -> SessionStore:
+        return SessionStore(self.db)
+
+    @property
+    def workspaces(self) -> WorkspaceStore:
+        return WorkspaceStore(self.db)
+
+    @property
+    def workflows(self) -> WorkflowStore:
+        return WorkflowStore(self.db)
+
+    @property
+    def executions(self) -> ExecutionStore:
+        return ExecutionStore(self.db)
+
+    @property
+    def processes(self) -> ProcessStore:
+        return ProcessStore(self.db)
+
+    async def ready(self) -> bool:
+        """True when the database answers and every migration is applied."""
+        await self.db.read(lambda conn: conn.execute("SELECT 1").fetchone())
+        return not await trio.to_thread.run_sync(pending_migrations, self.url)
+
+
+def sqlite_path(url: str) -> Path:
+    """`sqlite:///relative/path` or `sqlite:////absolute/path` -> the file's path."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise UnsupportedDatabase(
+            f"unsupported database URL {url!r}: use sqlite:///path/to/file.db"
+        )
+    return Path(url.removeprefix(prefix))
+
+
+@asynccontextmanager
+async def open_store(url: str) -> AsyncIterator[Store]:
+    """Apply pending migrations, then open the database at `url`."""
+    path = sqlite_path(url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    await trio.to_thread.run_sync(apply_migrations, url)
+    async with open_sqlite(path) as db:
+        yield Store(url, db)

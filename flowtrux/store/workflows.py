@@ -1,0 +1,128 @@
+"""Stored workflows: the document as submitted, so nothing an editor adds is lost."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from flowtrux.engine.graph import Graph
+from flowtrux.ids import new_id
+from flowtrux.store.database import Connection, Database
+from flowtrux.timestamps import from_iso, to_iso, utc_now
+
+
+@attrs.frozen
+class Workflow:
+    id: str
+    workspace_id: str
+    name: str
+    nodes: list[Any]
+    edges: list[Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> Workflow:
+        definition = json.loads(row["definition"])
+        return cls(
+            row["id"],
+            row["workspace_id"],
+            row["name"],
+            definition["nodes"],
+            definition["edges"],
+            from_iso(row["created_at"]),
+            from_iso(row["updated_at"]),
+        )
+
+    @property
+    def graph(self) -> Graph:
+        return Graph.from_json(self.nodes, self.edges)
+
+
+@attrs.frozen
+class WorkflowSummary:
+    id: str
+    workspace_id: str
+    name: str
+    updated_at: datetime
+
+
+def _definition(nodes: list[Any], edges: list[Any]) -> str:
+    return json.dumps({"nodes": nodes, "edges": edges}, separators=(",", ":"))
+
+
+@attrs.frozen
+class WorkflowStore:
+    db: Database
+
+    async def create(
+        self, workspace_id: str, name: str, nodes: list[Any], edges: list[Any]
+    ) -> Workflow:
+        now = utc_now()
+        workflow = Workflow(new_id("wf"), workspace_id, name, nodes, edges, now, now)
+        await self.db.write(
+            lambda conn: conn.execute(
+                "INSERT INTO workflows (id, workspace_id, name, definition, created_at, updated_at)"
+                " VALUES (:id, :ws, :name, :definition, :now, :now)",
+                {
+                    "id": workflow.id,
+                    "ws": workspace_id,
+                    "name": name,
+                    "definition": _definition(nodes, edges),
+                    "now": to_iso(now),
+                },
+            )
+        )
+        return workflow
+
+    async def get(self, workflow_id: str) -> Workflow | None:
+        row = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT * FROM workflows WHERE id = :id", {"id": workflow_id}
+            ).fetchone()
+        )
+        return None if row is None else Workflow.from_row(row)
+
+    async def in_workspace(self, workspace_id: str) -> list[WorkflowSummary]:
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT id, workspace_id, name, updated_at FROM workflows"
+                " WHERE workspace_id = :ws ORDER BY updated_at DESC, id",
+                {"ws": workspace_id},
+            ).fetchall()
+        )
+        return [
+            WorkflowSummary(
+                row["id"], row["workspace_id"], row["name"], from_iso(row["updated_at"])
+            )
+            for row in rows
+        ]
+
+    async def update(
+        self, workflow_id: str, name: str, nodes: list[Any], edges: list[Any]
+    ) -> Workflow | None:
+        def change(conn: Connection) -> Any:
+            conn.execute(
+                "UPDATE workflows SET name = :name, definition = :definition, updated_at = :now"
+                " WHERE id = :id",
+                {
+                    "id": workflow_id,
+                    "name": name,
+                    "definition": _definition(nodes, edges),
+                    "now": to_iso(utc_now()),
+                },
+            )
+            return conn.execute(
+                "SELECT * FROM workflows WHERE id = :id", {"id": workflow_id}
+            ).fetchone()
+
+        row = await self.db.write(change)
+        return None if row is None else Workflow.from_row(row)
+
+    async def delete(self, workflow_id: str) -> None:
+        await self.db.write(
+            lambda conn: conn.execute("DELETE FROM workflows WHERE id = :id", {"id": workflow_id})
+        )

@@ -1,0 +1,9 @@
+DROP TABLE processes;
+DROP TABLE node_logs;
+DROP TABLE execution_events;
+DROP TABLE executions;
+DROP TABLE workflows;
+DROP TABLE memberships;
+DROP TABLE workspaces;
+DROP TABLE sessions;
+DROP TABLE users;
