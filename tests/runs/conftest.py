@@ -1,0 +1,39 @@
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowtrux.runs.manager import RunManager, RunSettings, open_run_manager
+from flowtrux.store.store import Store, open_store
+from flowtrux.store.workflows import Workflow
+
+SaveWorkflow = Callable[[dict[str, Any]], Awaitable[Workflow]]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with open_store(f"sqlite:///{tmp_path}/runs.db") as store:
+        yield store
+
+
+@pytest.fixture
+def run_settings() -> RunSettings:
+    return RunSettings()
+
+
+@pytest.fixture
+async def manager(store: Store, run_settings: RunSettings) -> AsyncIterator[RunManager]:
+    async with open_run_manager(store, run_settings) as manager:
+        yield manager
+
+
+@pytest.fixture
+def save_workflow(store: Store) -> SaveWorkflow:
+    """Store a workflow document (unvalidated, as a test wants it) in a workspace."""
+
+    async def save(doc: dict[str, Any]) -> Workflow:
+        workspace = await store.workspaces.ensure("Runs")
+        return await store.workflows.create(workspace.id, doc["name"], doc["nodes"], doc["edges"])
+
+    return save

@@ -1,0 +1,40 @@
+"""Runs left RUNNING by a process that stopped are found and ended INTERRUPTED."""
+
+import json
+
+from flowtrux.engine.states import RunStatus
+from flowtrux.runs.manager import RunSettings, open_run_manager
+from flowtrux.runs.outcome import INTERRUPTED
+from flowtrux.store.executions import NewExecution, StoredEvent
+from flowtrux.store.store import Store
+from flowtrux.timestamps import utc_now
+from tests.runs.conftest import SaveWorkflow
+from tests.support import chain, trigger
+
+
+async def test_runs_of_a_stopped_process_end_interrupted(
+    store: Store, save_workflow: SaveWorkflow
+) -> None:
+    workflow = await save_workflow(chain(trigger()))
+    await store.processes.renew("proc-alive")
+    for execution_id, process_id in (("exec-orphan", "proc-gone"), ("exec-alive", "proc-alive")):
+        new = NewExecution(
+            execution_id, workflow.id, workflow.workspace_id, workflow.name, "manual", {},
+            None, process_id, utc_now(),
+        )  # fmt: skip
+        await store.executions.create(new)
+    await store.executions.append([StoredEvent("exec-orphan", 1, "start", "{}")])
+
+    async with open_run_manager(store, RunSettings()):
+        pass  # the lease is taken, and orphans recovered, on the way in
+
+    orphan = await store.executions.get("exec-orphan")
+    assert orphan is not None
+    assert orphan.summary.status is RunStatus.INTERRUPTED
+    assert orphan.summary.error == INTERRUPTED
+    events = await store.executions.events_after("exec-orphan", 0)
+    assert [(event.seq, event.name) for event in events] == [(1, "start"), (2, "error")]
+    assert json.loads(events[-1].data)["error"] == INTERRUPTED
+    alive = await store.executions.get("exec-alive")
+    assert alive is not None
+    assert alive.summary.status is RunStatus.RUNNING  # its process still holds its lease
