@@ -1,5 +1,6 @@
 """Building workflow documents in tests: small node constructors and a chain helper."""
 
+import itertools
 from typing import Any
 
 Doc = dict[str, Any]
@@ -72,5 +73,5 @@ def workflow(nodes: list[Doc], edges: list[Doc], name: str = "Test workflow") ->
 
 def chain(*nodes: Doc, name: str = "Chain") -> Doc:
     """A workflow running `nodes` one after the other."""
-    edges = [edge(a["id"], b["id"]) for a, b in zip(nodes, nodes[1:], strict=False)]
+    edges = [edge(a["id"], b["id"]) for a, b in itertools.pairwise(nodes)]
     return workflow(list(nodes), edges, name)

@@ -154,15 +154,17 @@ async def close_after(
     (encode/httpcore#943); test_h2_reset.py covers a client that does.
     """
     seen: list[ServerSentEvent] = []
-    async with connect() as client:
-        async with aconnect_sse(client, "POST", stream_url(workflow_id), json={}) as source:
-            if last is None:
-                return None, seen
-            async with aclosing(source.aiter_sse()) as events:
-                async for event in events:
-                    seen.append(event)
-                    if (event.event, event.json().get("nodeId")) == last:
-                        break
+    async with (
+        connect() as client,
+        aconnect_sse(client, "POST", stream_url(workflow_id), json={}) as source,
+    ):
+        if last is None:
+            return None, seen
+        async with aclosing(source.aiter_sse()) as events:
+            async for event in events:
+                seen.append(event)
+                if (event.event, event.json().get("nodeId")) == last:
+                    break
     return seen[0].json()["executionId"], seen
 
 

@@ -51,7 +51,7 @@ async def test_every_event_a_subscriber_sees_is_already_stored(
             stored = await store.executions.events_after(run.execution_id, event.seq - 1, limit=1)
             assert stored == [event]
             seen += 1
-    assert seen == 8  # start, 3 × (node_start, node_complete), complete
+    assert seen == 8  # start, node_start and node_complete of 3 nodes, complete
 
 
 async def test_a_completed_run_sends_one_terminal_event_and_stores_its_status(
@@ -93,7 +93,7 @@ async def test_detach_cancels_the_running_node_and_starts_no_other(
     workflow = await save_workflow(chain(trigger(), delay("wait", 10_000), transform("after", 1)))
     run = await manager.start(workflow, {}, started_by=None)
     feed = manager.subscribe(run.execution_id)
-    events = []
+    events: list[StoredEvent] = []
     while not events or data(events[-1]).get("nodeId") != "wait":
         events.append(await feed.receive())  # up to node_start of "wait"
     manager.detach(run)
