@@ -33,7 +33,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flowtrux: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    return int(trio.run(args.command, args, settings) or 0)
+    try:
+        return int(trio.run(args.command, args, settings) or 0)
+    except ExceptionGroup as group:
+        refused, other = group.split(OSError)  # e.g. the port is taken: no traceback for that
+        if refused is None or other is not None:
+            raise
+        print(f"flowtrux: cannot serve: {_first_leaf(refused)}", file=sys.stderr)
+        return 1
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
 def _bind(args: argparse.Namespace) -> str | None:
     if args.host is None and args.port is None:
         return None
-    return f"{args.host or '127.0.0.1'}:{args.port or 8000}"
+    port = 8000 if args.port is None else args.port
+    return f"{args.host or '127.0.0.1'}:{port}"
 
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> None:

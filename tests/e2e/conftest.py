@@ -50,13 +50,13 @@ StartServer = Callable[..., Awaitable[Server]]
 async def start_server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[StartServer]:
     stops: list[trio.Event] = []
 
-    async def start(**settings: Any) -> Server:
+    async def start(config_file: Path | None = None, **settings: Any) -> Server:
         database = f"sqlite:///{tmp_path}/flowtrux-{len(stops)}.db"
         app = create_app(
             Settings(**{"database_url": database, "execute_rate": "600/minute", **settings})
         )
         stop = trio.Event()
-        config = hypercorn_config(None, "127.0.0.1:0")
+        config = hypercorn_config(config_file, "127.0.0.1:0")
         urls = await nursery.start(partial(serve, app, config, shutdown_trigger=stop.wait))
         stops.append(stop)
         return Server(urls[0], app)

@@ -1,0 +1,5 @@
+import sys
+
+from flowtrux.cli import main
+
+sys.exit(main())
