@@ -4,7 +4,6 @@ and the demo with the very curl lines it prints."""
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -131,7 +130,6 @@ async def test_sigterm_ends_open_streams_with_their_cancelled_event(
     assert statuses == [("CANCELLED",)]
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the demo prints curl commands")
 async def test_the_demo_serves_and_its_curl_lines_stream_a_run(
     env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -1,11 +1,9 @@
 """The product doc's JavaScript client, run by Node against the real server, reads to the end."""
 
 import os
-import shutil
 from pathlib import Path
 
 import httpx
-import pytest
 import trio
 
 from tests.e2e.conftest import Server, logged_in
@@ -14,7 +12,6 @@ from tests.support import chain, delay, transform, trigger
 CLIENT = Path(__file__).with_name("stream_execution.mjs")
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js 18+ (fetch)")
 async def test_the_documented_client_reads_every_node_and_the_completion(server: Server) -> None:
     workspace_id = await server.member("owner@example.com")
     doc = chain(trigger(), transform("shape", {"id": "{{trigger.data.id}}"}), delay("pause", 50))
