@@ -13,6 +13,7 @@ import attrs
 from jsonschema import Draft202012Validator
 
 from flowtrux.engine.nodes import NODE_TYPES
+from flowtrux.engine.paths import root_of
 
 NODE_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
 
@@ -191,10 +192,7 @@ def _reachable(start: str, neighbours: Mapping[str, list[str]]) -> set[str]:
 def _reference_problems(
     node: Mapping[str, Any], where: str, predecessors: Mapping[str, list[str]]
 ) -> Iterator[Problem]:
-    roots = {
-        path.split(".", 1)[0]: path
-        for path in NODE_TYPES[node["type"]].paths(node.get("config", {}))
-    }
+    roots = {root_of(path): path for path in NODE_TYPES[node["type"]].paths(node.get("config", {}))}
     roots.pop("trigger", None)
     if not roots:
         return

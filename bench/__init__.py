@@ -1,0 +1,1 @@
+"""FlowTrux benchmarks: `python -m bench.cancel_latency`, `python -m bench.engine_cost`."""
