@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -67,7 +67,9 @@ class Graph:
     edges: tuple[Edge, ...]
 
     @classmethod
-    def from_json(cls, nodes: list[Mapping[str, Any]], edges: list[Mapping[str, Any]]) -> Graph:
+    def from_json(
+        cls, nodes: Sequence[Mapping[str, Any]], edges: Sequence[Mapping[str, Any]]
+    ) -> Graph:
         return cls(tuple(map(Node.from_json, nodes)), tuple(map(Edge.from_json, edges)))
 
     @functools.cached_property

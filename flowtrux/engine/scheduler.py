@@ -43,7 +43,9 @@ async def execute(graph: Graph, body: Mapping[str, Any], emit: Emit, limits: Lim
     """Run `graph` with `body` as the trigger's body and return the run's output.
 
     Raises RunFailed. If the caller's scope is cancelled, each running node emits its log with
-    status `cancelled`, no further node starts, and Cancelled propagates. Checkpoints.
+    status `cancelled`, no further node starts, and the cancellation propagates (from the run's
+    nursery, so possibly inside an exception group, which the cancelled scope absorbs as usual).
+    Checkpoints.
     """
     return await _Run(graph, body, emit, limits).execute()
 
@@ -52,7 +54,6 @@ async def execute(graph: Graph, body: Mapping[str, Any], emit: Emit, limits: Lim
 class _Attempts:
     """How a node's attempts ended: a result, or the error of the last attempt."""
 
-    count: int
     result: NodeResult | None = None
     error: str | None = None
 
@@ -68,6 +69,7 @@ class _Run:
     _inputs: defaultdict[str, dict[str, Any]] = attrs.field(init=False)  # live inputs so far
     _scope: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False)
     _outputs: dict[str, Any] = attrs.field(factory=dict, init=False)  # by node type or "last"
+    _attempts_made: dict[str, int] = attrs.field(factory=dict, init=False)
     _failure: RunFailed | None = attrs.field(default=None, init=False)
     _nursery: trio.Nursery = attrs.field(init=False)
     _limiter: trio.CapacityLimiter = attrs.field(init=False)
@@ -96,7 +98,7 @@ class _Run:
         # Acquiring checkpoints: a node started by a run that is being cancelled never begins.
         async with self._limiter:
             log = await self._execute(node)
-        self._settle(node, log)
+            self._settle(node, log)  # holding the slot: a failed run hands it to nobody
 
     async def _execute(self, node: Node) -> ExecutionLog:
         context = NodeContext(node, self._inputs.pop(node.id), self._scope)
@@ -108,7 +110,8 @@ class _Run:
             attempts = await self._attempts(context)
         finally:
             # No `attempts` means we are being cancelled: the log says so, and Cancelled goes on.
-            log = _log(context, attempts, started_at, trio.current_time() - started)
+            elapsed = trio.current_time() - started
+            log = _log(context, attempts, self._attempts_made[node.id], started_at, elapsed)
             self._set_status(node, log.status)
             self.emit(NodeCompleted(log))
         return log
@@ -116,13 +119,14 @@ class _Run:
     async def _attempts(self, context: NodeContext) -> _Attempts:
         node, error = context.node, ""
         for attempt in range(1, node.retry.max_attempts + 1):
+            self._attempts_made[node.id] = attempt
             try:
-                return _Attempts(attempt, result=await _attempt(context))
+                return _Attempts(result=await _attempt(context))
             except Exception as exc:  # a node error, a timeout, or a bug in a node type
                 error = _describe(exc, node)
             if attempt < node.retry.max_attempts:
                 await trio.sleep(node.retry.backoff_s(attempt))
-        return _Attempts(node.retry.max_attempts, error=error)
+        return _Attempts(error=error)
 
     def _settle(self, node: Node, log: ExecutionLog) -> None:
         if log.status is NodeStatus.ERROR and node.on_error == "fail":
@@ -179,7 +183,11 @@ def _describe(exc: Exception, node: Node) -> str:
 
 
 def _log(
-    context: NodeContext, attempts: _Attempts | None, started_at: datetime, elapsed_s: float
+    context: NodeContext,
+    attempts: _Attempts | None,
+    attempts_made: int,
+    started_at: datetime,
+    elapsed_s: float,
 ) -> ExecutionLog:
     node = context.node
     output: Any = None
@@ -203,6 +211,6 @@ def _log(
         started_at=started_at,
         ended_at=datetime.now(UTC),
         duration_ms=round(elapsed_s * 1000),
-        attempt=attempts.count if attempts else 1,
+        attempt=attempts_made,
         debug=debug,
     )

@@ -68,17 +68,34 @@ class Problem:
     message: str
 
 
+Entries = list[tuple[int, Mapping[str, Any]]]  # (index in the document, entry)
+
+
 def validate_workflow(doc: Any) -> list[Problem]:
-    """Every problem of a workflow document `{name, nodes, edges}`; empty when it is valid."""
-    problems = list(_schema_problems(Draft202012Validator(DOCUMENT_SCHEMA), doc, ""))
-    if problems:
-        return problems  # the graph checks below rely on the shape
-    nodes, edges = doc["nodes"], doc["edges"]
-    problems += _node_problems(nodes)
-    edge_problems = list(_edge_problems(nodes, edges))
+    """Every problem of a workflow document `{name, nodes, edges}`; empty when it is valid.
+
+    Checks that need an entry in good shape skip the entries that are not (their problems are
+    listed already), and the graph checks run once the nodes and edges form a graph at all.
+    """
+    errors = sorted(
+        Draft202012Validator(DOCUMENT_SCHEMA).iter_errors(doc),
+        key=lambda error: list(error.absolute_path),
+    )
+    problems = [Problem(_format_path("", error.absolute_path), error.message) for error in errors]
+    broken = {tuple(error.absolute_path)[:2] for error in errors}
+    if broken & {(), ("nodes",), ("edges",)}:
+        return problems  # no list of nodes or of edges to look into
+    nodes = [(i, n) for i, n in enumerate(doc["nodes"]) if ("nodes", i) not in broken]
+    edges = [(i, e) for i, e in enumerate(doc["edges"]) if ("edges", i) not in broken]
+    id_problems = list(_id_problems(nodes))
+    config_problems = {i: list(_config_problems(node, f"nodes[{i}]")) for i, node in nodes}
+    edge_problems = list(_edge_problems(_types_by_id(doc["nodes"]), edges))
+    problems += id_problems + [p for found in config_problems.values() for p in found]
     problems += edge_problems
-    if not problems:
-        problems += _graph_problems(nodes, edges)
+    whole = len(nodes) == len(doc["nodes"]) and len(edges) == len(doc["edges"])
+    if whole and not (id_problems or edge_problems):
+        well_configured = {i for i, found in config_problems.items() if not found}
+        problems += _graph_problems(nodes, [edge for _, edge in edges], well_configured)
     return problems
 
 
@@ -94,19 +111,25 @@ def _format_path(prefix: str, parts: Iterable[str | int]) -> str:
     return path
 
 
-def _node_problems(nodes: Sequence[Mapping[str, Any]]) -> Iterator[Problem]:
-    triggers = [i for i, node in enumerate(nodes) if node["type"] == "trigger"]
+def _types_by_id(nodes: Sequence[Any]) -> dict[str, Any]:
+    return {
+        node["id"]: node.get("type")
+        for node in nodes
+        if isinstance(node, Mapping) and isinstance(node.get("id"), str)
+    }
+
+
+def _id_problems(nodes: Entries) -> Iterator[Problem]:
+    triggers = [i for i, node in nodes if node["type"] == "trigger"]
     if len(triggers) != 1:
         yield Problem("nodes", f"a workflow needs exactly one trigger node, found {len(triggers)}")
     seen: set[str] = set()
-    for i, node in enumerate(nodes):
-        where = f"nodes[{i}]"
+    for i, node in nodes:
         if node["id"] in seen:
-            yield Problem(f"{where}.id", f"node id '{node['id']}' is used more than once")
+            yield Problem(f"nodes[{i}].id", f"node id '{node['id']}' is used more than once")
         seen.add(node["id"])
         if node["id"] == "trigger" and node["type"] != "trigger":
-            yield Problem(f"{where}.id", "the id 'trigger' is reserved for the trigger node")
-        yield from _config_problems(node, where)
+            yield Problem(f"nodes[{i}].id", "the id 'trigger' is reserved for the trigger node")
 
 
 def _config_problems(node: Mapping[str, Any], where: str) -> Iterator[Problem]:
@@ -125,12 +148,9 @@ def _config_problems(node: Mapping[str, Any], where: str) -> Iterator[Problem]:
             yield Problem(f"{where}.config", message)
 
 
-def _edge_problems(
-    nodes: Sequence[Mapping[str, Any]], edges: Sequence[Mapping[str, Any]]
-) -> Iterator[Problem]:
-    types = {node["id"]: node["type"] for node in nodes}
+def _edge_problems(types: Mapping[str, Any], edges: Entries) -> Iterator[Problem]:
     seen: set[tuple[str, str]] = set()
-    for i, edge in enumerate(edges):
+    for i, edge in edges:
         where = f"edges[{i}]"
         for end in ("source", "target"):
             if edge[end] not in types:
@@ -144,23 +164,22 @@ def _edge_problems(
 
 
 def _graph_problems(
-    nodes: Sequence[Mapping[str, Any]], edges: Sequence[Mapping[str, Any]]
+    nodes: Entries, edges: Sequence[Mapping[str, Any]], well_configured: set[int]
 ) -> Iterator[Problem]:
-    successors: dict[str, list[str]] = {node["id"]: [] for node in nodes}
-    predecessors: dict[str, list[str]] = {node["id"]: [] for node in nodes}
+    successors: dict[str, list[str]] = {node["id"]: [] for _, node in nodes}
+    predecessors: dict[str, list[str]] = {node["id"]: [] for _, node in nodes}
     for edge in edges:
         successors[edge["source"]].append(edge["target"])
         predecessors[edge["target"]].append(edge["source"])
     in_cycle = _nodes_in_or_behind_cycles(successors, predecessors)
     if in_cycle:
         yield Problem("edges", f"the edges form a cycle through: {', '.join(sorted(in_cycle))}")
-        return
-    trigger = next(node["id"] for node in nodes if node["type"] == "trigger")
+    trigger = next(node["id"] for _, node in nodes if node["type"] == "trigger")
     reachable = _reachable(trigger, successors)
-    for i, node in enumerate(nodes):
+    for i, node in nodes:
         if node["id"] not in reachable:
             yield Problem(f"nodes[{i}]", f"node '{node['id']}' cannot be reached from the trigger")
-        elif node["type"] != "trigger":
+        elif not in_cycle and i in well_configured and node["type"] != "trigger":
             yield from _reference_problems(node, f"nodes[{i}].config", predecessors)
 
 

@@ -8,7 +8,8 @@ from flowtrux.engine.nodes.base import NodeContext, NodeResult, NodeType
 CONFIG_SCHEMA = {
     "type": "object",
     "properties": {
-        "ms": {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": "{{"}]},
+        # A number of milliseconds, or a template that renders to one.
+        "ms": {"type": ["number", "string"], "minimum": 0, "pattern": "{{"},
     },
     "required": ["ms"],
     "additionalProperties": False,
