@@ -35,7 +35,12 @@ def stream_headers(http_version: str) -> dict[str, str]:
 
 class EventStreamResponse(Response):
     def __init__(
-        self, feed: Feed, *, on_close: Callable[[], None], keepalive_s: float, http_version: str
+        self,
+        feed: Feed,
+        *,
+        keepalive_s: float,
+        http_version: str,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.feed = feed
         self.on_close = on_close
@@ -56,7 +61,8 @@ class EventStreamResponse(Response):
                 nursery.cancel_scope.cancel()
         finally:
             self.feed.close()
-            self.on_close()
+            if self.on_close is not None:
+                self.on_close()
 
     async def _send_events(self, send: Send) -> None:
         while True:

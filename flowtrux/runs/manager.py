@@ -16,7 +16,7 @@ import attrs
 import trio
 
 from flowtrux.engine.scheduler import Limits, RunFailed, execute
-from flowtrux.engine.states import RUN_TRANSITIONS, transition
+from flowtrux.engine.states import RUN_TRANSITIONS, RunStatus, transition
 from flowtrux.errors import ShuttingDown, TooManyRequests
 from flowtrux.ids import new_id
 from flowtrux.runs.feed import Feed
@@ -97,13 +97,21 @@ class RunManager:
     def detach(self, run: Run) -> None:
         """The request that started `run` went away: cancel the run, unless its trigger says
         `continueOnDisconnect`, in which case it goes on in the background."""
-        if run.finished.is_set() or run.background:
+        if run.status is not RunStatus.RUNNING or run.background:
             return
         if run.continue_on_disconnect:
             run.background = True
             self.journal.recorder(run.execution_id).background()
         else:
             run.cancel(CANCELLED_BY_USER)
+
+    def stop(self, execution_id: str) -> bool:
+        """The Stop button: cancel the run if it runs here. False when it does not (it ended)."""
+        run = self._runs.get(execution_id)
+        if run is None or run.status is not RunStatus.RUNNING:
+            return False
+        run.cancel(CANCELLED_BY_USER)
+        return True
 
     def running(self) -> list[Run]:
         return list(self._runs.values())
