@@ -1,6 +1,7 @@
 """Request bodies: JSON objects, read up to the configured limit."""
 
 import json
+from contextlib import aclosing
 from typing import Any
 
 from starlette.requests import Request
@@ -34,9 +35,10 @@ async def _read(request: Request, limit: int) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(limit)
-        chunks.append(chunk)
+    async with aclosing(request.stream()) as stream:
+        async for chunk in stream:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(limit)
+            chunks.append(chunk)
     return b"".join(chunks)

@@ -1,16 +1,19 @@
 """End-to-end fixtures: the real app under real hypercorn on 127.0.0.1:0, and real clients."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import argon2
 import attrs
 import httpx
 import pytest
 import trio
 from starlette.applications import Starlette
 
+from flowtrux import passwords
 from flowtrux.access import Role
 from flowtrux.config import Settings
 from flowtrux.http.app import create_app
@@ -19,6 +22,16 @@ from flowtrux.passwords import hash_password
 from flowtrux.store.store import Store
 
 PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """argon2 at its production cost takes ~0.4 s a hash on a small CI machine and every member
+    and login costs one; these tests are about HTTP, not about argon2's cost."""
+    monkeypatch.setattr(passwords, "_hasher", argon2.PasswordHasher(1, 1024, 1))
+    passwords._decoy_hash.cache_clear()
+    yield
+    passwords._decoy_hash.cache_clear()
 
 
 @attrs.define
@@ -146,3 +159,25 @@ def owner_connection(
         return client
 
     return connect
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """A plain JSON error of api.md, `{"error": <sentence>, "code": <code>}`: never a stream,
+    never a stack trace."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code
+    assert isinstance(body["error"], str)
+    assert body["error"].strip()
+    assert "Traceback" not in response.text
+    return body
+
+
+def utc(timestamp: Any) -> datetime:
+    """An ISO-8601 UTC timestamp as api.md writes them: `2026-11-28T13:45:00.123Z`."""
+    assert isinstance(timestamp, str), timestamp
+    assert timestamp.endswith("Z"), timestamp
+    moment = datetime.fromisoformat(timestamp)
+    assert moment.utcoffset() == timedelta(0), timestamp
+    return moment

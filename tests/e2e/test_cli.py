@@ -29,10 +29,10 @@ def flowtrux(*args: str) -> list[str]:
 
 @asynccontextmanager
 async def running(
-    command: list[str], env: dict[str, str], cwd: Path
+    command: list[str], env: dict[str, str], cwd: Path, ready: re.Pattern[bytes] = RUNNING_ON
 ) -> AsyncIterator[tuple[trio.Process, str, bytearray]]:
-    """Start `command`, wait for hypercorn's 'Running on' line; yield the process, its URL and
-    everything it printed so far (which keeps growing)."""
+    """Start `command`, wait until its output matches `ready` (by default hypercorn's 'Running
+    on' line); yield the process, its URL and everything it printed (which keeps growing)."""
     output = bytearray()
     async with trio.open_nursery() as nursery:
         process: trio.Process = await nursery.start(
@@ -53,7 +53,7 @@ async def running(
             assert process.stdout is not None
             while chunk := await process.stdout.receive_some():
                 output.extend(chunk)
-                if RUNNING_ON.search(output):
+                if ready.search(output):
                     serving.set()
 
         nursery.start_soon(pump)
@@ -134,7 +134,9 @@ async def test_the_demo_serves_and_its_curl_lines_stream_a_run(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     del env["FLOWTRUX_DATABASE_URL"]  # the demo's own embedded SQLite file
-    async with running(flowtrux("demo", "--port", "0"), env, tmp_path) as (process, url, output):
+    banner_end = re.compile(rb"Ctrl\+C stops the server")
+    demo = running(flowtrux("demo", "--port", "0"), env, tmp_path, ready=banner_end)
+    async with demo as (process, url, output):
         banner = output.decode()
         curl = "\n".join(
             line.strip() for line in banner.splitlines() if line.strip().startswith("curl")

@@ -105,8 +105,14 @@ async def test_closing_an_observer_never_cancels_the_run(
     workflow_id = await create_workflow(doc)
     execution_id = await start_and_leave(owner_connection, workflow_id)
     # The starting request went away; the run goes on in the background.
-    listed = await owner.get("/api/executions", params={"status": "RUNNING", "background": "true"})
-    assert [e["id"] for e in listed.json()["executions"]] == [execution_id]
+    with trio.fail_after(5):  # once the server has seen the connection close
+        while True:
+            query = {"status": "RUNNING", "background": "true"}
+            listed = (await owner.get("/api/executions", params=query)).json()["executions"]
+            if listed:
+                break
+            await trio.sleep(0.01)
+    assert [e["id"] for e in listed] == [execution_id]
     async with owner_connection() as observer:
         with trio.move_on_after(0.05):
             await events_of(observer, execution_id)  # an observer that gives up early
