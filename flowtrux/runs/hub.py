@@ -41,8 +41,12 @@ class Hub:
                 send.close()  # lagging (it will catch up from the store) or gone
                 subscribers.discard(send)
         if event.terminal:
-            for send in self._subscribers.pop(event.execution_id, set()):
-                send.close()
+            self.close(event.execution_id)
+
+    def close(self, execution_id: str) -> None:
+        """The run is no longer live: its subscribers' channels end (they read the store)."""
+        for send in self._subscribers.pop(execution_id, set()):
+            send.close()
 
     def subscriber_count(self, execution_id: str) -> int:
         return len(self._subscribers.get(execution_id, ()))

@@ -17,7 +17,6 @@ from flowtrux.runs import payloads
 from flowtrux.runs.hub import Hub
 from flowtrux.runs.outcome import Outcome
 from flowtrux.store.executions import (
-    Backgrounded,
     ExecutionStore,
     Finish,
     JournalRecord,
@@ -28,13 +27,14 @@ from flowtrux.timestamps import utc_now
 
 logger = logging.getLogger(__name__)
 
-RETRY_DELAYS_S = (0.05, 0.2, 1.0, 5.0)  # then the batch is dropped, loudly
+RETRY_DELAYS_S = (0.05, 0.2, 1.0, 5.0)
 
 
 @attrs.define(eq=False)
 class Journal:
     store: ExecutionStore
     hub: Hub
+    retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S  # then the batch is dropped, loudly
     _pending: list[JournalRecord] = attrs.field(factory=list, init=False)
     _has_pending: trio.Event = attrs.field(factory=trio.Event, init=False)
     _next_commit: trio.Event = attrs.field(factory=trio.Event, init=False)
@@ -66,26 +66,30 @@ class Journal:
     async def _commit_pending(self) -> None:
         batch, committed = self._pending, self._next_commit
         self._pending, self._next_commit, self._has_pending = [], trio.Event(), trio.Event()
-        await self._write(batch)
-        for record in batch:
-            if isinstance(record, StoredEvent):
-                self.hub.publish(record)
+        events = [record for record in batch if isinstance(record, StoredEvent)]
+        if await self._write(batch):
+            for event in events:
+                self.hub.publish(event)
+        else:  # never announce what was not stored: end those runs' live feeds instead
+            for execution_id in {event.execution_id for event in events}:
+                self.hub.close(execution_id)
         committed.set()
 
-    async def _write(self, batch: list[JournalRecord]) -> None:
-        for delay in (*RETRY_DELAYS_S, None):
+    async def _write(self, batch: list[JournalRecord]) -> bool:
+        """Write `batch`, retrying a few times; False when it had to be dropped (logged)."""
+        for delay in (*self.retry_delays_s, None):
             try:
                 stale = await self.store.append(batch)
+                break
             except Exception:
                 if delay is None:
                     logger.exception("dropping %d journal records after retries", len(batch))
-                    return
+                    return False
                 logger.warning("journal write failed; retrying in %s s", delay, exc_info=True)
                 await trio.sleep(delay)
-            else:
-                for execution_id in stale:
-                    logger.warning("execution %s was no longer RUNNING at its end", execution_id)
-                return
+        for execution_id in stale:
+            logger.warning("execution %s was no longer RUNNING at its end", execution_id)
+        return True
 
 
 @attrs.define(eq=False)
@@ -112,9 +116,6 @@ class Recorder:
                 self._log(log.node_id, data)
             case NodeSkipped(log):
                 self._log(log.node_id, payloads.to_json(payloads.log_payload(log)))
-
-    def background(self) -> None:
-        self.journal.append(Backgrounded(self.execution_id))
 
     async def finish(self, outcome: Outcome, duration_ms: int) -> None:
         """Write the terminal status and event in one commit; return once it is published."""

@@ -25,7 +25,7 @@ from flowtrux.runs.journal import Journal, Recorder
 from flowtrux.runs.leases import keep_lease
 from flowtrux.runs.outcome import CANCELLED_BY_SHUTDOWN, CANCELLED_BY_USER, Outcome
 from flowtrux.runs.run import Run
-from flowtrux.store.executions import ExecutionStore, NewExecution
+from flowtrux.store.executions import Backgrounded, ExecutionStore, NewExecution
 from flowtrux.store.store import Store
 from flowtrux.store.workflows import Workflow
 from flowtrux.timestamps import to_iso, utc_now
@@ -57,16 +57,7 @@ class RunManager:
         self, workflow: Workflow, body: dict[str, Any], *, started_by: str | None
     ) -> Run:
         """Store a RUNNING execution and start running it. Raises ShuttingDown, TooManyRequests."""
-        if self._closing:
-            raise ShuttingDown()
-        limit = self.settings.max_runs_per_workspace
-        if (
-            sum(run.workflow.workspace_id == workflow.workspace_id for run in self._runs.values())
-            >= limit
-        ):
-            raise TooManyRequests(
-                f"This workspace already has {limit} runs going; wait for one to end.", 1
-            )
+        self._check_capacity(workflow.workspace_id)
         run = Run(new_id("exec"), workflow, workflow.graph, body)
         self._runs[run.execution_id] = run  # holds the slot while the row is written
         try:
@@ -90,6 +81,16 @@ class RunManager:
         self._nursery.start_soon(self._drive, run, name=f"run {run.execution_id}")
         return run
 
+    def _check_capacity(self, workspace_id: str) -> None:
+        if self._closing:
+            raise ShuttingDown()
+        limit = self.settings.max_runs_per_workspace
+        going = sum(run.workflow.workspace_id == workspace_id for run in self._runs.values())
+        if going >= limit:
+            raise TooManyRequests(
+                f"This workspace already has {limit} runs going; wait for one to end.", 1
+            )
+
     def subscribe(self, execution_id: str, after: int = 0) -> Feed:
         """The events of `execution_id` after sequence number `after`, stored then live."""
         return Feed(execution_id, self.hub, self.executions, after)
@@ -101,7 +102,7 @@ class RunManager:
             return
         if run.continue_on_disconnect:
             run.background = True
-            self.journal.recorder(run.execution_id).background()
+            self.journal.append(Backgrounded(run.execution_id))
         else:
             run.cancel(CANCELLED_BY_USER)
 

@@ -5,8 +5,11 @@ from typing import Any
 import pytest
 
 from flowtrux.runs.manager import RunManager, RunSettings, open_run_manager
+from flowtrux.store.executions import NewExecution
 from flowtrux.store.store import Store, open_store
 from flowtrux.store.workflows import Workflow
+from flowtrux.timestamps import utc_now
+from tests.support import chain, trigger
 
 SaveWorkflow = Callable[[dict[str, Any]], Awaitable[Workflow]]
 
@@ -37,3 +40,15 @@ def save_workflow(store: Store) -> SaveWorkflow:
         return await store.workflows.create(workspace.id, doc["name"], doc["nodes"], doc["edges"])
 
     return save
+
+
+async def new_execution(
+    store: Store, save_workflow: SaveWorkflow, execution_id: str, process_id: str = "proc-test"
+) -> None:
+    """A RUNNING execution row, as `RunManager.start` writes it, for process `process_id`."""
+    workflow = await save_workflow(chain(trigger()))
+    new = NewExecution(
+        execution_id, workflow.id, workflow.workspace_id, workflow.name, "manual", {}, None,
+        process_id, utc_now(),
+    )  # fmt: skip
+    await store.executions.create(new)

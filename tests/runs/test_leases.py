@@ -5,24 +5,17 @@ import json
 from flowtrux.engine.states import RunStatus
 from flowtrux.runs.manager import RunSettings, open_run_manager
 from flowtrux.runs.outcome import INTERRUPTED
-from flowtrux.store.executions import NewExecution, StoredEvent
+from flowtrux.store.executions import StoredEvent
 from flowtrux.store.store import Store
-from flowtrux.timestamps import utc_now
-from tests.runs.conftest import SaveWorkflow
-from tests.support import chain, trigger
+from tests.runs.conftest import SaveWorkflow, new_execution
 
 
 async def test_runs_of_a_stopped_process_end_interrupted(
     store: Store, save_workflow: SaveWorkflow
 ) -> None:
-    workflow = await save_workflow(chain(trigger()))
     await store.processes.renew("proc-alive")
-    for execution_id, process_id in (("exec-orphan", "proc-gone"), ("exec-alive", "proc-alive")):
-        new = NewExecution(
-            execution_id, workflow.id, workflow.workspace_id, workflow.name, "manual", {},
-            None, process_id, utc_now(),
-        )  # fmt: skip
-        await store.executions.create(new)
+    await new_execution(store, save_workflow, "exec-orphan", process_id="proc-gone")
+    await new_execution(store, save_workflow, "exec-alive", process_id="proc-alive")
     await store.executions.append([StoredEvent("exec-orphan", 1, "start", "{}")])
 
     async with open_run_manager(store, RunSettings()):
