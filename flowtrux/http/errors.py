@@ -51,7 +51,9 @@ async def flowtrux_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message, code = HTTP_MESSAGES.get(exc.status_code, (str(exc.detail), "http_error"))
-    return error_response(exc.status_code, message, code)
+    response = error_response(exc.status_code, message, code)
+    response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+    return response
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import trio
 
+from flowtrux.engine.nodes.trigger import trigger_data
 from flowtrux.engine.scheduler import Limits, RunFailed, execute
 from flowtrux.engine.states import RUN_TRANSITIONS, RunStatus, transition
 from flowtrux.errors import ShuttingDown, TooManyRequests
@@ -68,7 +69,7 @@ class RunManager:
                     workflow.workspace_id,
                     workflow.name,
                     "manual",
-                    body,
+                    trigger_data(run.graph.trigger.config.get("staticData", {}), body),
                     started_by,
                     self.process_id,
                     utc_now(),

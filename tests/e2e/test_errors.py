@@ -379,6 +379,9 @@ async def test_a_wrong_method_is_a_json_405(
         response = await owner.request(method, path)
         assert response.status_code == 405, (method, path, response.text)
         assert_error(response, 405, "method_not_allowed")
+        assert method not in response.headers["allow"]
+    workflow_path = await owner.request("PATCH", f"/api/workflows/{workflow_id}")
+    assert set(workflow_path.headers["allow"].split(", ")) >= {"GET", "PUT", "DELETE"}
     assert await run_ids(owner, workflow_id) == []
 
 

@@ -1,5 +1,8 @@
 """`trigger`: where every run starts; its output is the body merged over `staticData`."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from flowtrux.engine.nodes.base import NodeContext, NodeResult, NodeType
 
 CONFIG_SCHEMA = {
@@ -14,8 +17,13 @@ CONFIG_SCHEMA = {
 }
 
 
+def trigger_data(static_data: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
+    """What `{{trigger.data}}` reads: the request body merged over `staticData` (body wins)."""
+    return {**static_data, **body}
+
+
 async def run(ctx: NodeContext) -> NodeResult:
-    return NodeResult({**ctx.inputs["staticData"], **ctx.inputs["body"]})
+    return NodeResult(trigger_data(ctx.inputs["staticData"], ctx.inputs["body"]))
 
 
 TRIGGER = NodeType(

@@ -1,7 +1,11 @@
-"""Create, read, list, update and delete workflows."""
+"""Create, read, list, update and delete workflows.
+
+One endpoint class per path, so that a 405 names every method the path allows (`Allow`).
+"""
 
 from typing import Any
 
+from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -23,52 +27,48 @@ def _valid_document(body: dict[str, Any]) -> tuple[str, list[Any], list[Any]]:
     return document["name"], document["nodes"], document["edges"]
 
 
-async def list_workflows(request: Request) -> Response:
-    user = await current_user(request)
-    workspace_id = request.query_params.get("workspaceId")
-    if not workspace_id:
-        raise BadRequest("Name the workspace: GET /api/workflows?workspaceId=ws-….")
-    await require(request, user, workspace_id, Permission.VIEW, "workspace", workspace_id)
-    workflows = await services(request).store.workflows.in_workspace(workspace_id)
-    return JSONResponse({"workflows": [workflow_summary_view(w) for w in workflows]})
+class WorkflowList(HTTPEndpoint):
+    async def get(self, request: Request) -> Response:
+        user = await current_user(request)
+        workspace_id = request.query_params.get("workspaceId")
+        if not workspace_id:
+            raise BadRequest("Name the workspace: GET /api/workflows?workspaceId=ws-….")
+        await require(request, user, workspace_id, Permission.VIEW, "workspace", workspace_id)
+        workflows = await services(request).store.workflows.in_workspace(workspace_id)
+        return JSONResponse({"workflows": [workflow_summary_view(w) for w in workflows]})
+
+    async def post(self, request: Request) -> Response:
+        user = await current_user(request)
+        body = await json_object(request)
+        workspace_id = body.get("workspaceId")
+        if not isinstance(workspace_id, str):
+            raise BadRequest("Say which workspace the workflow belongs to: 'workspaceId'.")
+        await require(request, user, workspace_id, Permission.EDIT, "workspace", workspace_id)
+        name, nodes, edges = _valid_document(body)
+        workflow = await services(request).store.workflows.create(workspace_id, name, nodes, edges)
+        return JSONResponse({"workflow": workflow_view(workflow)}, status_code=201)
 
 
-async def create_workflow(request: Request) -> Response:
-    user = await current_user(request)
-    body = await json_object(request)
-    workspace_id = body.get("workspaceId")
-    if not isinstance(workspace_id, str):
-        raise BadRequest("Say which workspace the workflow belongs to: 'workspaceId'.")
-    await require(request, user, workspace_id, Permission.EDIT, "workspace", workspace_id)
-    name, nodes, edges = _valid_document(body)
-    workflow = await services(request).store.workflows.create(workspace_id, name, nodes, edges)
-    return JSONResponse({"workflow": workflow_view(workflow)}, status_code=201)
+class WorkflowDetail(HTTPEndpoint):
+    async def get(self, request: Request) -> Response:
+        workflow = await workflow_for(request, await current_user(request), Permission.VIEW)
+        return JSONResponse({"workflow": workflow_view(workflow)})
 
+    async def put(self, request: Request) -> Response:
+        workflow = await workflow_for(request, await current_user(request), Permission.EDIT)
+        name, nodes, edges = _valid_document(await json_object(request))
+        updated = await services(request).store.workflows.update(workflow.id, name, nodes, edges)
+        if updated is None:  # deleted meanwhile
+            raise NotFound("workflow", workflow.id)
+        return JSONResponse({"workflow": workflow_view(updated)})
 
-async def get_workflow(request: Request) -> Response:
-    workflow = await workflow_for(request, await current_user(request), Permission.VIEW)
-    return JSONResponse({"workflow": workflow_view(workflow)})
-
-
-async def update_workflow(request: Request) -> Response:
-    workflow = await workflow_for(request, await current_user(request), Permission.EDIT)
-    name, nodes, edges = _valid_document(await json_object(request))
-    updated = await services(request).store.workflows.update(workflow.id, name, nodes, edges)
-    if updated is None:  # deleted meanwhile
-        raise NotFound("workflow", workflow.id)
-    return JSONResponse({"workflow": workflow_view(updated)})
-
-
-async def delete_workflow(request: Request) -> Response:
-    workflow = await workflow_for(request, await current_user(request), Permission.EDIT)
-    await services(request).store.workflows.delete(workflow.id)
-    return Response(status_code=204)
+    async def delete(self, request: Request) -> Response:
+        workflow = await workflow_for(request, await current_user(request), Permission.EDIT)
+        await services(request).store.workflows.delete(workflow.id)
+        return Response(status_code=204)
 
 
 routes = [
-    Route("/api/workflows", list_workflows, methods=["GET"]),
-    Route("/api/workflows", create_workflow, methods=["POST"]),
-    Route("/api/workflows/{workflow_id}", get_workflow, methods=["GET"]),
-    Route("/api/workflows/{workflow_id}", update_workflow, methods=["PUT"]),
-    Route("/api/workflows/{workflow_id}", delete_workflow, methods=["DELETE"]),
+    Route("/api/workflows", WorkflowList),
+    Route("/api/workflows/{workflow_id}", WorkflowDetail),
 ]
