@@ -47,6 +47,3 @@ class Hub:
         """The run is no longer live: its subscribers' channels end (they read the store)."""
         for send in self._subscribers.pop(execution_id, set()):
             send.close()
-
-    def subscriber_count(self, execution_id: str) -> int:
-        return len(self._subscribers.get(execution_id, ()))
