@@ -6,61 +6,38 @@ from typing import Any
 Doc = dict[str, Any]
 
 
+def node(node_id: str, node_type: str, config: Doc | None = None, **settings: Any) -> Doc:
+    """A node document; `settings` are the node-level keys (name, timeoutMs, retry, onError)."""
+    return {"id": node_id, "type": node_type, "config": config or {}, **settings}
+
+
+def named(verb: str, node_id: str, settings: dict[str, Any]) -> dict[str, Any]:
+    return {"name": f"{verb} {node_id}", **settings}
+
+
 def trigger(**config: Any) -> Doc:
-    return {
-        "id": "trigger",
-        "type": "trigger",
-        "name": "Start",
-        "config": {"mode": "manual", **config},
-    }
+    return node("trigger", "trigger", {"mode": "manual", **config}, name="Start")
 
 
-def delay(node_id: str, ms: float, **settings: Any) -> Doc:
-    return {
-        "id": node_id,
-        "type": "delay",
-        "name": f"Wait {node_id}",
-        "config": {"ms": ms},
-        **settings,
-    }
+def delay(node_id: str, ms: Any, **settings: Any) -> Doc:
+    return node(node_id, "delay", {"ms": ms}, **named("Wait", node_id, settings))
 
 
 def transform(node_id: str, output: Any, **settings: Any) -> Doc:
-    return {
-        "id": node_id,
-        "type": "transform",
-        "name": f"Make {node_id}",
-        "config": {"output": output},
-        **settings,
-    }
+    return node(node_id, "transform", {"output": output}, **named("Make", node_id, settings))
 
 
-def condition(node_id: str, expression: str) -> Doc:
-    return {
-        "id": node_id,
-        "type": "condition",
-        "name": f"Check {node_id}",
-        "config": {"condition": expression},
-    }
+def condition(node_id: str, expression: str, **settings: Any) -> Doc:
+    config = {"condition": expression}
+    return node(node_id, "condition", config, **named("Check", node_id, settings))
 
 
 def fail(node_id: str, message: str, **settings: Any) -> Doc:
-    return {
-        "id": node_id,
-        "type": "fail",
-        "name": f"Fail {node_id}",
-        "config": {"message": message},
-        **settings,
-    }
+    return node(node_id, "fail", {"message": message}, **named("Fail", node_id, settings))
 
 
-def response(node_id: str, output: Any) -> Doc:
-    return {
-        "id": node_id,
-        "type": "response",
-        "name": f"Reply {node_id}",
-        "config": {"output": output},
-    }
+def response(node_id: str, output: Any, **settings: Any) -> Doc:
+    return node(node_id, "response", {"output": output}, **named("Reply", node_id, settings))
 
 
 def edge(source: str, target: str, branch: str | None = None) -> Doc:

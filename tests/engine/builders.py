@@ -4,7 +4,6 @@ recorder to pass as the scheduler's `emit`."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import trio
 
@@ -12,37 +11,9 @@ from flowtrux.engine.events import NodeCompleted, NodeEvent, NodeSkipped, NodeSt
 from flowtrux.engine.graph import Graph
 from flowtrux.engine.logs import ExecutionLog
 from flowtrux.engine.validation import validate_workflow
+from tests.support import Doc, condition, delay, fail, node, response, transform, trigger
 
-Doc = dict[str, Any]
-
-
-def node(node_id: str, node_type: str, config: Doc | None = None, **settings: Any) -> Doc:
-    """A node document; `settings` are the node-level keys (timeoutMs, retry, onError, …)."""
-    return {"id": node_id, "type": node_type, "config": config or {}, **settings}
-
-
-def trigger(**config: Any) -> Doc:
-    return node("trigger", "trigger", config)
-
-
-def transform(node_id: str, output: Any, **settings: Any) -> Doc:
-    return node(node_id, "transform", {"output": output}, **settings)
-
-
-def delay(node_id: str, ms: Any, **settings: Any) -> Doc:
-    return node(node_id, "delay", {"ms": ms}, **settings)
-
-
-def condition(node_id: str, text: str, **settings: Any) -> Doc:
-    return node(node_id, "condition", {"condition": text}, **settings)
-
-
-def fail(node_id: str, message: str, **settings: Any) -> Doc:
-    return node(node_id, "fail", {"message": message}, **settings)
-
-
-def response(node_id: str, output: Any, **settings: Any) -> Doc:
-    return node(node_id, "response", {"output": output}, **settings)
+__all__ = ["Doc", "condition", "delay", "fail", "node", "response", "transform", "trigger"]
 
 
 _ARROW = re.compile(r"\s*>(?:(true|false)>)?\s*")

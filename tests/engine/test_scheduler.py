@@ -58,7 +58,7 @@ async def test_trigger_output_is_static_data_merged_with_body_and_body_wins() ->
         "body": {"tier": "pro", "text": "help"},
         "staticData": {"source": "web", "tier": "free"},
     }
-    assert (log.node_name, log.node_type, log.error, log.attempt) == ("trigger", "trigger", None, 1)
+    assert (log.node_name, log.node_type, log.error, log.attempt) == ("Start", "trigger", None, 1)
 
 
 async def test_a_trigger_without_static_data_outputs_the_body() -> None:
@@ -228,7 +228,7 @@ async def test_the_branch_not_taken_is_skipped_and_never_started() -> None:
     assert "queue" not in rec.started()
     log = rec.log("queue")
     assert (log.status, log.input, log.output, log.error) == (NodeStatus.SKIPPED, None, None, None)
-    assert (log.node_name, log.node_type) == ("queue", "transform")
+    assert (log.node_name, log.node_type) == ("Make queue", "transform")
     assert rec.log("after_page").output == "paged and more"
     assert rec.log("join").input == {"page": "paged"}
     assert output == {"joined": 5}

@@ -127,7 +127,7 @@ async def test_a_template_reading_a_missing_path_errors_the_node_naming_the_path
         await execute(g, {"user": {"id": 1}}, rec.append, LIMITS)
     message = "missing value at path 'trigger.data.user.name' (no key 'name' in trigger.data.user)"
     assert rec.log("shape").error == message
-    assert str(caught.value) == f"node 'shape' (shape) failed: {message}"
+    assert str(caught.value) == f"node 'Make shape' (shape) failed: {message}"
 
 
 async def test_reading_the_output_of_a_skipped_node_is_a_missing_path() -> None:
@@ -171,7 +171,7 @@ async def test_retry_waits_with_exponential_backoff_then_fails_the_run(
 ) -> None:
     g = graph([trigger(), fail("boom", "still broken", retry=RETRY)], "trigger > boom")
     rec = Recorder()
-    with pytest.raises(RunFailed, match=r"^node 'boom' \(boom\) failed: still broken$"):
+    with pytest.raises(RunFailed, match=r"^node 'Fail boom' \(boom\) failed: still broken$"):
         await execute(g, {}, rec.append, LIMITS)
     log = rec.log("boom")
     assert (log.status, log.attempt, log.error) == (NodeStatus.ERROR, 3, "still broken")
