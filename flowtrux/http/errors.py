@@ -25,7 +25,7 @@ STATUS_AND_CODE: dict[type[errors.FlowtruxError], tuple[int, str]] = {
 }
 
 HTTP_MESSAGES = {
-    404: ("There is no such endpoint; see GET /api/openapi.json.", "no_route"),
+    404: ("There is no such endpoint; check the path against the API in the README.", "no_route"),
     405: ("This endpoint does not accept this method.", "method_not_allowed"),
 }
 
@@ -39,10 +39,10 @@ async def flowtrux_error(request: Request, exc: Exception) -> Response:
     status, code = next(
         STATUS_AND_CODE[kind] for kind in type(exc).__mro__ if kind in STATUS_AND_CODE
     )
-    response = error_response(status, str(exc), code)
+    extra = {}
     if isinstance(exc, errors.InvalidWorkflow):
-        problems = [attrs.asdict(problem) for problem in exc.problems]
-        response = error_response(status, str(exc), code, problems=problems)
+        extra["problems"] = [attrs.asdict(problem) for problem in exc.problems]
+    response = error_response(status, str(exc), code, **extra)
     if isinstance(exc, errors.TooManyRequests):
         response.headers["Retry-After"] = str(exc.retry_after_s)
     return response
