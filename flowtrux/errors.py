@@ -59,5 +59,31 @@ class ShuttingDown(FlowtruxError):
         super().__init__("The server is shutting down and starts no new runs; try again shortly.")
 
 
+class StoreUnavailable(FlowtruxError):
+    """The database cannot answer now (locked by another connection, unreachable, full); the
+    same call may succeed later. Nothing was written."""
+
+    retry_after_s = 5
+
+    def __init__(self, cause: str) -> None:
+        self.cause = cause
+        super().__init__(
+            "The store cannot answer right now; nothing was changed. Try again in a few seconds."
+        )
+
+
 class Conflict(FlowtruxError):
     pass
+
+
+class EndNotStored(FlowtruxError):
+    """A run ended while its end could not be stored, and the server stopped waiting for the
+    store (shutdown): a later process ends it INTERRUPTED."""
+
+    retry_after_s = 5
+
+    def __init__(self, execution_id: str) -> None:
+        super().__init__(
+            f"Execution '{execution_id}' ended, but the server stopped before its end was"
+            f" stored; GET /api/executions/{execution_id} shows its status once it is."
+        )

@@ -31,7 +31,8 @@ class NodeCompleted:
 
 @attrs.frozen
 class NodeSkipped:
-    """A node none of whose incoming edges is live. It never started, so it is not streamed."""
+    """A node that never started: none of its incoming edges is live, or the run ended first.
+    It is not streamed; its log goes to the history."""
 
     log: ExecutionLog
 

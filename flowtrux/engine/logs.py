@@ -28,5 +28,7 @@ class ExecutionLog:
     debug: Mapping[str, Any] = attrs.field(factory=dict)  # condition, variables, llmRequest, …
 
     @classmethod
-    def skipped(cls, node: Node) -> ExecutionLog:
-        return cls(node.id, node.name, node.type, NodeStatus.SKIPPED)
+    def skipped(cls, node: Node, reason: str | None = None) -> ExecutionLog:
+        """The log of a node that never started: its path was dead, or (`reason`) the run
+        ended first."""
+        return cls(node.id, node.name, node.type, NodeStatus.SKIPPED, error=reason)

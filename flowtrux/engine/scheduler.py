@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +26,14 @@ from flowtrux.engine.states import NODE_TRANSITIONS, NodeStatus, transition
 
 logger = logging.getLogger(__name__)
 
+NOT_STARTED = "not started: the run ended first"
+
 Emit = Callable[[NodeEvent], None]
+Ready = Callable[[], Awaitable[None]]
+
+
+async def _always_ready() -> None:
+    pass
 
 
 @attrs.frozen
@@ -39,15 +46,23 @@ class RunFailed(Exception):
     """The run failed: a node with `onError: fail` errored, or the run timed out."""
 
 
-async def execute(graph: Graph, body: Mapping[str, Any], emit: Emit, limits: Limits) -> Any:
+async def execute(
+    graph: Graph,
+    body: Mapping[str, Any],
+    emit: Emit,
+    limits: Limits,
+    ready: Ready = _always_ready,
+) -> Any:
     """Run `graph` with `body` as the trigger's body and return the run's output.
 
-    Raises RunFailed. If the caller's scope is cancelled, each running node emits its log with
-    status `cancelled`, no further node starts, and the cancellation propagates (from the run's
-    nursery, so possibly inside an exception group, which the cancelled scope absorbs as usual).
-    Checkpoints.
+    `ready` is awaited before each node starts: the listener's back-pressure. Every node ends
+    with exactly one log: nodes that never started (a dead path, or a run that ended first) are
+    emitted as skipped. Raises RunFailed. If the caller's scope is cancelled, each running node
+    emits its log with status `cancelled`, no further node starts, and the cancellation
+    propagates (from the run's nursery, so possibly inside an exception group, which the
+    cancelled scope absorbs as usual). Checkpoints.
     """
-    return await _Run(graph, body, emit, limits).execute()
+    return await _Run(graph, body, emit, limits, ready).execute()
 
 
 @attrs.frozen
@@ -64,6 +79,7 @@ class _Run:
     body: Mapping[str, Any]
     emit: Emit
     limits: Limits
+    ready: Ready
     _statuses: dict[str, NodeStatus] = attrs.field(init=False)
     _waiting: dict[str, int] = attrs.field(init=False)  # incoming edges not yet settled
     _inputs: defaultdict[str, dict[str, Any]] = attrs.field(init=False)  # live inputs so far
@@ -84,10 +100,13 @@ class _Run:
         trigger = self.graph.trigger
         static_data = trigger.config.get("staticData", {})
         self._inputs[trigger.id] = {"body": dict(self.body), "staticData": static_data}
-        with trio.move_on_after(self.limits.run_timeout_s) as run_timer:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(self._run_node, trigger)
+        try:
+            with trio.move_on_after(self.limits.run_timeout_s) as run_timer:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._run_node, trigger)
+        finally:
+            self._skip_unstarted()
         if self._failure is not None:
             raise self._failure
         if run_timer.cancelled_caught:
@@ -97,6 +116,7 @@ class _Run:
     async def _run_node(self, node: Node) -> None:
         # Acquiring checkpoints: a node started by a run that is being cancelled never begins.
         async with self._limiter:
+            await self.ready()
             log = await self._execute(node)
             self._settle(node, log)  # holding the slot: a failed run hands it to nobody
 
@@ -157,9 +177,18 @@ class _Run:
             if edge.target in self._inputs:
                 self._nursery.start_soon(self._run_node, target)
             else:
-                self._set_status(target, NodeStatus.SKIPPED)
-                self.emit(NodeSkipped(ExecutionLog.skipped(target)))
+                self._skip(target, ExecutionLog.skipped(target))
                 todo.extend((dead, False) for dead in self.graph.outgoing[target.id])
+
+    def _skip_unstarted(self) -> None:
+        """The run has ended (failed, cancelled, timed out): log the nodes it never started."""
+        for node in self.graph.nodes:
+            if self._statuses[node.id] is NodeStatus.PENDING:
+                self._skip(node, ExecutionLog.skipped(node, NOT_STARTED))
+
+    def _skip(self, node: Node, log: ExecutionLog) -> None:
+        self._set_status(node, NodeStatus.SKIPPED)
+        self.emit(NodeSkipped(log))
 
     def _set_status(self, node: Node, status: NodeStatus) -> None:
         self._statuses[node.id] = transition(NODE_TRANSITIONS, self._statuses[node.id], status)

@@ -22,6 +22,8 @@ STATUS_AND_CODE: dict[type[errors.FlowtruxError], tuple[int, str]] = {
     errors.InvalidWorkflow: (422, "invalid_workflow"),
     errors.TooManyRequests: (429, "too_many_requests"),
     errors.ShuttingDown: (503, "shutting_down"),
+    errors.StoreUnavailable: (503, "store_unavailable"),
+    errors.EndNotStored: (503, "end_not_stored"),
 }
 
 HTTP_MESSAGES = {
@@ -43,8 +45,10 @@ async def flowtrux_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, errors.InvalidWorkflow):
         extra["problems"] = [attrs.asdict(problem) for problem in exc.problems]
     response = error_response(status, str(exc), code, **extra)
-    if isinstance(exc, errors.TooManyRequests):
+    if isinstance(exc, errors.TooManyRequests | errors.StoreUnavailable | errors.EndNotStored):
         response.headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, errors.StoreUnavailable):
+        logger.warning("answered 503 to %s %s: %s", request.method, request.url.path, exc.cause)
     return response
 
 

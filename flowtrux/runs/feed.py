@@ -1,8 +1,11 @@
 """A subscriber's view of one execution: every event after a sequence number, in order, once.
 
-Stored events come first, then live ones. The live channel is registered *before* the store is
-read, and fan-out happens only after commit, so no event can fall between the two; duplicates are
-dropped by sequence number. A feed the hub dropped for lagging simply catches up again.
+Stored events come first, a page at a time, then live ones. Before the page that reaches the end
+of what is stored is read, the feed subscribes to the run's live events; fan-out happens only
+after commit, so no event can fall between the two, and duplicates are dropped by sequence
+number. While earlier pages are read nothing live is held. A feed the hub dropped for lagging, or
+that sees a gap, simply catches up again. What one feed holds is bounded in bytes: one page,
+and what its subscription may hold (see hub.py).
 """
 
 from collections import deque
@@ -10,8 +13,10 @@ from collections import deque
 import attrs
 import trio
 
-from flowtrux.runs.hub import Hub
-from flowtrux.store.executions import ExecutionStore, StoredEvent
+from flowtrux.backoff import pauses
+from flowtrux.errors import StoreUnavailable
+from flowtrux.runs.hub import Hub, Subscription
+from flowtrux.store.executions import PAGE_BYTES, EventPage, ExecutionStore, StoredEvent
 
 
 @attrs.define(eq=False)
@@ -20,13 +25,14 @@ class Feed:
     hub: Hub
     store: ExecutionStore
     last_seq: int = 0
-    _live: trio.MemoryReceiveChannel[StoredEvent] | None = attrs.field(default=None, init=False)
-    _backlog: deque[StoredEvent] = attrs.field(factory=deque, init=False)
+    page_bytes: int = PAGE_BYTES
+    _live: Subscription | None = attrs.field(default=None, init=False)
+    _page: deque[StoredEvent] = attrs.field(factory=deque, init=False)
     _ended: bool = attrs.field(default=False, init=False)
 
     async def receive(self) -> StoredEvent:
         """The next event. Raises EndOfChannel after the terminal event, or when the run is
-        neither live here nor finished in the store. Checkpoints."""
+        neither live here nor has stored events left to give. Checkpoints."""
         while not self._ended:
             event = await self._next()
             if event.seq > self.last_seq:
@@ -35,31 +41,69 @@ class Feed:
                 return event
         raise trio.EndOfChannel
 
+    async def has_more(self) -> bool:
+        """Whether an event may still come: one is stored after `last_seq`, or the run is live.
+        What it reads is kept for `receive`. Checkpoints."""
+        if self._page or self._live is not None:
+            return True
+        try:
+            await self._catch_up()
+        except trio.EndOfChannel:
+            return False
+        return True
+
     def close(self) -> None:
-        if self._live is not None:
-            self._live.close()
+        """Stop following the run, and let go of what the feed holds."""
+        self._unsubscribe()
+        self._page.clear()
+        self._ended = True
 
     async def _next(self) -> StoredEvent:
         while True:
-            if self._backlog:
-                return self._backlog.popleft()
+            if self._page:
+                return self._page.popleft()
             if self._live is not None:
                 try:
-                    return await self._live.receive()
+                    event = await self._live.receive()
                 except trio.EndOfChannel:
                     self._live = None  # dropped for lagging, or the run ended
+                else:
+                    if event.seq <= self.last_seq + 1:
+                        return event
+                    self._unsubscribe()  # a gap: the store has what fell in it
             await self._catch_up()
 
     async def _catch_up(self) -> None:
-        live = self.hub.subscribe(self.execution_id)
+        live = self.hub.subscribe(self.execution_id)  # before the read: see the module's doc
         try:
-            stored = await self.store.events_after(self.execution_id, self.last_seq)
+            page = await self._read_page()
         except BaseException:
             if live is not None:
-                live.close()  # a catch-up cut short starts over: it must not skip to live events
+                self.hub.unsubscribe(self.execution_id, live)
             raise
-        self._live = live
-        if not stored and live is None:
+        if page.complete:
+            self._live = live
+        elif live is not None:
+            self.hub.unsubscribe(self.execution_id, live)  # later pages come first
+        if not page.events and live is None:
             self._ended = True
             raise trio.EndOfChannel
-        self._backlog.extend(stored)
+        self._page.extend(page.events)
+
+    async def _read_page(self) -> EventPage:
+        """The next page, waiting while the store cannot answer (a stream keeps its keepalives
+        meanwhile)."""
+        for pause in pauses(0.05, 2.0):
+            try:
+                return await self.store.events_after(
+                    self.execution_id, self.last_seq, max_bytes=self.page_bytes
+                )
+            except StoreUnavailable:
+                pass
+            await trio.sleep(pause)
+        raise AssertionError("pauses() never ends")
+
+    def _unsubscribe(self) -> None:
+        if self._live is not None:
+            self.hub.unsubscribe(self.execution_id, self._live)
+            self._live = None

@@ -18,10 +18,10 @@ import trio
 from flowtrux.engine.nodes.trigger import trigger_data
 from flowtrux.engine.scheduler import Limits, RunFailed, execute
 from flowtrux.engine.states import RUN_TRANSITIONS, RunStatus, transition
-from flowtrux.errors import ShuttingDown, TooManyRequests
+from flowtrux.errors import ShuttingDown, StoreUnavailable, TooManyRequests
 from flowtrux.ids import new_id
 from flowtrux.runs.feed import Feed
-from flowtrux.runs.hub import Hub
+from flowtrux.runs.hub import SUBSCRIBER_BYTES, Hub
 from flowtrux.runs.journal import Journal, Recorder
 from flowtrux.runs.leases import keep_lease
 from flowtrux.runs.outcome import CANCELLED_BY_SHUTDOWN, CANCELLED_BY_USER, Outcome
@@ -38,8 +38,8 @@ logger = logging.getLogger(__name__)
 class RunSettings:
     limits: Limits = attrs.field(factory=Limits)
     max_runs_per_workspace: int = 100
-    subscriber_buffer: int = 1000
-    finish_timeout_s: float = 10.0  # how long a run's end may wait for the store
+    subscriber_bytes: int = SUBSCRIBER_BYTES
+    shutdown_finish_s: float = 10.0  # at shutdown, how long a run's end may wait for the store
     lease_s: float = 30.0
 
 
@@ -57,8 +57,14 @@ class RunManager:
     async def start(
         self, workflow: Workflow, body: dict[str, Any], *, started_by: str | None
     ) -> Run:
-        """Store a RUNNING execution and start running it. Raises ShuttingDown, TooManyRequests."""
+        """Store a RUNNING execution and start running it.
+
+        Raises ShuttingDown, TooManyRequests, StoreUnavailable (also while the journal cannot
+        store what runs already send).
+        """
         self._check_capacity(workflow.workspace_id)
+        if not self.journal.store_available:
+            raise StoreUnavailable("the journal is waiting for the store")
         run = Run(new_id("exec"), workflow, workflow.graph, body)
         self._runs[run.execution_id] = run  # holds the slot while the row is written
         try:
@@ -77,6 +83,7 @@ class RunManager:
             )
         except BaseException:
             del self._runs[run.execution_id]
+            run.finished.set()  # it never started: nothing, `drain()` included, waits for it
             raise
         self.hub.open(run.execution_id)
         self._nursery.start_soon(self._drive, run, name=f"run {run.execution_id}")
@@ -118,11 +125,25 @@ class RunManager:
     def running(self) -> list[Run]:
         return list(self._runs.values())
 
+    def fail(self, execution_id: str, reason: str) -> None:
+        """The run cannot go on (the store refused its records): it ends FAILED."""
+        run = self._runs.get(execution_id)
+        if run is not None:
+            run.fail(reason)
+
     def cancel_all(self) -> None:
-        """Start no new run and cancel the current ones (shutdown)."""
+        """Start no new run and cancel the current ones (shutdown). A run's end now waits for
+        the store only so long."""
         self._closing = True
         for run in self.running():
             run.cancel(CANCELLED_BY_SHUTDOWN)
+            if run.ending is not None:
+                self._bound_ending(run.ending)
+
+    def _bound_ending(self, ending: trio.CancelScope) -> None:
+        ending.deadline = min(
+            ending.deadline, trio.current_time() + self.settings.shutdown_finish_s
+        )
 
     async def drain(self) -> None:
         """Start no new run, cancel the current ones, and wait until each has ended (each sends
@@ -138,7 +159,13 @@ class RunManager:
         outcome = None
         try:
             with run.cancel_scope:
-                output = await execute(run.graph, run.body, recorder.emit, self.settings.limits)
+                output = await execute(
+                    run.graph,
+                    run.body,
+                    recorder.emit,
+                    self.settings.limits,
+                    self.journal.wait_for_room,
+                )
                 outcome = Outcome.completed(output)
         except RunFailed as exc:
             outcome = Outcome.failed(str(exc))
@@ -149,18 +176,29 @@ class RunManager:
             )
         finally:
             # The one place a run's outcome is decided, written and announced.
+            if run.failure is not None:
+                outcome = Outcome.failed(run.failure)
             outcome = outcome or Outcome.cancelled(run.cancel_reason or CANCELLED_BY_SHUTDOWN)
             await self._finish(run, recorder, outcome, trio.current_time() - started)
 
     async def _finish(
         self, run: Run, recorder: Recorder, outcome: Outcome, elapsed_s: float
     ) -> None:
+        """Store the end and publish it, waiting for the store as long as it takes, except at
+        shutdown: then the next process ends the run INTERRUPTED."""
         run.status = transition(RUN_TRANSITIONS, run.status, outcome.status)
-        with trio.CancelScope(shield=True) as shield:
-            shield.deadline = trio.current_time() + self.settings.finish_timeout_s
+        with trio.CancelScope(shield=True) as ending:
+            run.ending = ending
+            if self._closing:
+                self._bound_ending(ending)
             await recorder.finish(outcome, round(elapsed_s * 1000))
-        if shield.cancelled_caught:
-            logger.error("run %s: its end was not stored in time", run.execution_id)
+        if ending.cancelled_caught:
+            logger.error(
+                "run %s: its end could not be stored before shutdown; a later process ends it"
+                " INTERRUPTED",
+                run.execution_id,
+            )
+            self.hub.close(run.execution_id)  # its streams end; they cannot get its end
         del self._runs[run.execution_id]
         run.finished.set()
 
@@ -171,7 +209,7 @@ async def open_run_manager(store: Store, settings: RunSettings) -> AsyncIterator
 
     On exit every run is cancelled and has stored its end before the writer stops.
     """
-    hub = Hub(settings.subscriber_buffer)
+    hub = Hub(settings.subscriber_bytes)
     journal = Journal(store.executions, hub)
     process_id = new_id("proc")
     async with trio.open_nursery() as services:
@@ -180,6 +218,7 @@ async def open_run_manager(store: Store, settings: RunSettings) -> AsyncIterator
         try:
             async with trio.open_nursery() as runs:
                 manager = RunManager(store.executions, journal, hub, settings, process_id, runs)
+                journal.on_refused = manager.fail
                 try:
                     yield manager
                 finally:

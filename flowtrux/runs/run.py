@@ -16,8 +16,10 @@ class Run:
     body: dict[str, object]
     cancel_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     cancel_reason: str | None = None
+    failure: str | None = None  # set when the run cannot go on: it ends FAILED with this
     background: bool = False
     status: RunStatus = RunStatus.RUNNING
+    ending: trio.CancelScope | None = None  # the shielded wait for its end to be stored
     finished: trio.Event = attrs.field(factory=trio.Event)
 
     @property
@@ -28,4 +30,10 @@ class Run:
         """Stop the run at its next checkpoint; the first reason given is the one reported."""
         if self.cancel_reason is None:
             self.cancel_reason = reason
+        self.cancel_scope.cancel()
+
+    def fail(self, reason: str) -> None:
+        """Stop the run at its next checkpoint; it ends FAILED with `reason`, whatever else
+        happened."""
+        self.failure = reason
         self.cancel_scope.cancel()

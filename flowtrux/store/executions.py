@@ -11,9 +11,12 @@ import attrs
 
 from flowtrux.engine.states import RunStatus
 from flowtrux.store.database import Connection, Database
+from flowtrux.strict_json import dumps
 from flowtrux.timestamps import from_iso, to_iso
 
 TERMINAL_EVENTS = frozenset({"complete", "error", "cancelled"})
+PAGE_BYTES = 1024 * 1024  # what one page of stored events may hold, give or take one event
+PAGE_EVENTS = 1000
 
 
 @attrs.frozen
@@ -30,8 +33,24 @@ class NewExecution:
 
 
 @attrs.frozen
+class NewEvent:
+    """An event of a run's stream on its way to the store, which encodes `payload` as JSON:
+    a value JSON cannot carry is refused there, with the batch it came in."""
+
+    execution_id: str
+    seq: int
+    name: str
+    payload: Any
+
+    @property
+    def terminal(self) -> bool:
+        return self.name in TERMINAL_EVENTS
+
+
+@attrs.frozen
 class StoredEvent:
-    """One event of a run's stream; `seq` counts from 1 per execution and is the SSE `id:`."""
+    """One stored event of a run's stream; `seq` counts from 1 per execution and is the SSE
+    `id:`."""
 
     execution_id: str
     seq: int
@@ -42,9 +61,18 @@ class StoredEvent:
     def terminal(self) -> bool:
         return self.name in TERMINAL_EVENTS
 
-    @classmethod
-    def from_row(cls, row: Any) -> StoredEvent:
-        return cls(row["execution_id"], row["seq"], row["name"], row["data"])
+    @property
+    def size(self) -> int:
+        """Roughly the bytes it holds (its JSON, in characters)."""
+        return len(self.data)
+
+
+@attrs.frozen
+class EventPage:
+    """Stored events in order; `complete` when no stored event followed the last of them."""
+
+    events: list[StoredEvent]
+    complete: bool
 
 
 @attrs.frozen
@@ -52,7 +80,7 @@ class NodeLogRecord:
     execution_id: str
     position: int
     node_id: str
-    log: str  # JSON
+    log: Any  # the ExecutionLog as a JSON object; encoded by the store
 
 
 @attrs.frozen
@@ -74,7 +102,13 @@ class Backgrounded:
     execution_id: str
 
 
-JournalRecord = StoredEvent | NodeLogRecord | Finish | Backgrounded
+JournalRecord = NewEvent | NodeLogRecord | Finish | Backgrounded
+
+
+@attrs.frozen
+class Appended:
+    events: list[StoredEvent]  # the batch's events as stored, in order
+    stale: list[str]  # executions whose terminal write found them no longer RUNNING
 
 
 @attrs.frozen
@@ -126,17 +160,13 @@ class ExecutionFilter:
     limit: int = 50
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 @attrs.frozen
 class ExecutionStore:
     db: Database
 
     async def create(self, new: NewExecution) -> None:
-        params = attrs.asdict(new)
-        params.update(trigger_data=_json(new.trigger_data), started_at=to_iso(new.started_at))
+        params = attrs.asdict(new, recurse=False)
+        params.update(trigger_data=dumps(new.trigger_data), started_at=to_iso(new.started_at))
         await self.db.write(
             lambda conn: conn.execute(
                 "INSERT INTO executions (id, workflow_id, workspace_id, workflow_name, status,"
@@ -147,25 +177,44 @@ class ExecutionStore:
             )
         )
 
-    async def append(self, records: Sequence[JournalRecord]) -> list[str]:
-        """Write a batch of journal records in one transaction.
+    async def append(self, records: Sequence[JournalRecord]) -> Appended:
+        """Encode and write a batch of journal records in one transaction: all or nothing.
 
-        Returns the ids of executions whose terminal write found them no longer RUNNING (another
-        process declared them INTERRUPTED): their status is left as it was.
+        An execution whose terminal write found it no longer RUNNING (another process declared
+        it INTERRUPTED) keeps its status and is named in `stale`. Raises StoreUnavailable when
+        the store cannot answer now; anything else it raises means the store refused a record
+        (one JSON cannot carry, one that breaks a constraint).
         """
         return await self.db.write(lambda conn: _append(conn, records))
 
     async def events_after(
-        self, execution_id: str, after: int, limit: int = 500
-    ) -> list[StoredEvent]:
-        rows = await self.db.read(
-            lambda conn: conn.execute(
-                "SELECT * FROM execution_events WHERE execution_id = :id AND seq > :after"
-                " ORDER BY seq LIMIT :limit",
-                {"id": execution_id, "after": after, "limit": limit},
-            ).fetchall()
-        )
-        return [StoredEvent.from_row(row) for row in rows]
+        self,
+        execution_id: str,
+        after: int,
+        *,
+        max_bytes: int = PAGE_BYTES,
+        max_events: int = PAGE_EVENTS,
+    ) -> EventPage:
+        """The stored events after sequence number `after`, as many as fit `max_bytes` (at
+        least one) and `max_events`."""
+
+        def fetch(conn: Connection) -> EventPage:
+            rows = conn.execute(
+                "SELECT seq, name, data FROM execution_events"
+                " WHERE execution_id = :id AND seq > :after ORDER BY seq LIMIT :limit",
+                {"id": execution_id, "after": after, "limit": max_events + 1},
+            )
+            events: list[StoredEvent] = []
+            size = 0
+            for row in rows:  # rows come one at a time: a page never holds the whole run
+                event = StoredEvent(execution_id, row["seq"], row["name"], row["data"])
+                if len(events) == max_events or (events and size + event.size > max_bytes):
+                    return EventPage(events, complete=False)
+                events.append(event)
+                size += event.size
+            return EventPage(events, complete=True)
+
+        return await self.db.read(fetch)
 
     async def summaries(self, where: ExecutionFilter) -> list[ExecutionSummary]:
         sql, params = _summaries_query(where)
@@ -192,14 +241,16 @@ class ExecutionStore:
         )
 
 
-def _append(conn: Connection, records: Iterable[JournalRecord]) -> list[str]:
-    events, logs, finishes, backgrounded = [], [], [], []
+def _append(conn: Connection, records: Iterable[JournalRecord]) -> Appended:
+    encode = _Encoder()
+    events: list[StoredEvent] = []
+    logs, finishes, backgrounded = [], [], []
     for record in records:
         match record:
-            case StoredEvent():
-                events.append(attrs.asdict(record))
+            case NewEvent(execution_id, seq, name, payload):
+                events.append(StoredEvent(execution_id, seq, name, encode(payload)))
             case NodeLogRecord():
-                logs.append(attrs.asdict(record))
+                logs.append({**attrs.asdict(record, recurse=False), "log": encode(record.log)})
             case Finish():
                 finishes.append(record)
             case Backgrounded():
@@ -207,7 +258,7 @@ def _append(conn: Connection, records: Iterable[JournalRecord]) -> list[str]:
     conn.executemany(
         "INSERT INTO execution_events (execution_id, seq, name, data)"
         " VALUES (:execution_id, :seq, :name, :data)",
-        events,
+        [attrs.asdict(event) for event in events],
     )
     conn.executemany(
         "INSERT INTO node_logs (execution_id, position, node_id, log)"
@@ -215,7 +266,22 @@ def _append(conn: Connection, records: Iterable[JournalRecord]) -> list[str]:
         logs,
     )
     conn.executemany("UPDATE executions SET background = TRUE WHERE id = :id", backgrounded)
-    return [finish.execution_id for finish in finishes if not _finish(conn, finish)]
+    stale = [finish.execution_id for finish in finishes if not _finish(conn, finish)]
+    return Appended(events, stale)
+
+
+class _Encoder:
+    """JSON of payloads, each object encoded once: a node's log is both its `node_complete`
+    event and its history entry."""
+
+    def __init__(self) -> None:
+        self._done: dict[int, tuple[object, str]] = {}
+
+    def __call__(self, payload: object) -> str:
+        found = self._done.get(id(payload))
+        if found is None:
+            found = self._done[id(payload)] = (payload, dumps(payload))
+        return found[1]
 
 
 def _finish(conn: Connection, finish: Finish) -> bool:
@@ -226,7 +292,7 @@ def _finish(conn: Connection, finish: Finish) -> bool:
         {
             "id": finish.execution_id,
             "status": finish.status.value,
-            "output": _json(finish.output),
+            "output": dumps(finish.output),
             "error": finish.error,
             "finished_at": to_iso(finish.finished_at),
             "duration_ms": finish.duration_ms,

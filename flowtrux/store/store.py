@@ -12,7 +12,7 @@ from flowtrux.store.executions import ExecutionStore
 from flowtrux.store.migrations import apply_migrations, pending_migrations
 from flowtrux.store.processes import ProcessStore
 from flowtrux.store.sessions import SessionStore
-from flowtrux.store.sqlite import open_sqlite
+from flowtrux.store.sqlite import LOCK_WAIT_S, open_sqlite
 from flowtrux.store.users import UserStore
 from flowtrux.store.workflows import WorkflowStore
 from flowtrux.store.workspaces import WorkspaceStore
@@ -68,10 +68,11 @@ def sqlite_path(url: str) -> Path:
 
 
 @asynccontextmanager
-async def open_store(url: str) -> AsyncIterator[Store]:
-    """Apply pending migrations, then open the database at `url`."""
+async def open_store(url: str, *, lock_wait_s: float = LOCK_WAIT_S) -> AsyncIterator[Store]:
+    """Apply pending migrations, then open the database at `url`. A call that finds it locked
+    by another connection waits up to `lock_wait_s`, then raises StoreUnavailable."""
     path = sqlite_path(url)
     path.parent.mkdir(parents=True, exist_ok=True)
     await trio.to_thread.run_sync(apply_migrations, url)
-    async with open_sqlite(path) as db:
+    async with open_sqlite(path, lock_wait_s=lock_wait_s) as db:
         yield Store(url, db)

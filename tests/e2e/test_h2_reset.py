@@ -79,6 +79,7 @@ async def test_resetting_the_stream_cancels_the_run(server: Server) -> None:
             assert [(log["nodeId"], log["status"]) for log in history["logs"]] == [
                 ("trigger", "success"),
                 ("wait", "cancelled"),
+                ("after", "skipped"),
             ]
             # The connection is still good for the next run.
             second = await h2c.post(path, cookie, b"{}")

@@ -8,6 +8,7 @@ import httpx
 import trio
 from httpx_sse import ServerSentEvent, aconnect_sse
 
+from flowtrux.engine.scheduler import NOT_STARTED
 from tests.e2e.conftest import CreateWorkflow, OwnerConnection, wait_until_finished
 from tests.support import chain, condition, delay, edge, fail, transform, trigger, workflow
 
@@ -138,7 +139,9 @@ async def test_a_failing_node_sends_one_error_event_and_the_run_is_failed(
     assert [(log["nodeId"], log["status"]) for log in history["logs"]] == [
         ("trigger", "success"),
         ("boom", "error"),
+        ("never", "skipped"),  # every node has a log; this one says why it never ran
     ]
+    assert history["logs"][-1]["error"] == NOT_STARTED
 
 
 SLOW = chain(trigger(), transform("first", 1), delay("wait", 30_000), transform("after", 2))
@@ -180,9 +183,12 @@ async def assert_cancelled_with_nothing_after(
     history = await wait_until_finished(client, execution_id)
     assert history["status"] == "CANCELLED"
     assert history["error"] == "Execution cancelled by user"
-    logged = {log["nodeId"]: log["status"] for log in history["logs"]}
-    assert never_started.isdisjoint(logged)
-    assert "cancelled" in logged.values() or not logged.keys() - {"trigger", "first"}
+    logs = {log["nodeId"]: log for log in history["logs"]}
+    assert sorted(logs) == sorted(node["id"] for node in SLOW["nodes"])  # one log each
+    for node_id in never_started:
+        assert (logs[node_id]["status"], logs[node_id]["error"]) == ("skipped", NOT_STARTED)
+    statuses = [log["status"] for log in history["logs"]]
+    assert "cancelled" in statuses or statuses[:2] != ["success", "success"]
     return history
 
 
@@ -204,7 +210,7 @@ async def test_closing_during_a_node_cancels_that_node(
     history = await assert_cancelled_with_nothing_after(
         owner, execution_id, never_started={"after"}
     )
-    wait_log = history["logs"][-1]
+    wait_log = history["logs"][-2]
     assert (wait_log["nodeId"], wait_log["status"], wait_log["error"]) == (
         "wait",
         "cancelled",
@@ -254,8 +260,10 @@ async def test_closing_execute_cancels_the_run(
     history = await assert_cancelled_with_nothing_after(
         owner, execution_id, never_started={"after"}
     )
-    assert history["logs"][-1]["nodeId"] == "wait"
-    assert history["logs"][-1]["status"] == "cancelled"
+    assert [(log["nodeId"], log["status"]) for log in history["logs"][-2:]] == [
+        ("wait", "cancelled"),
+        ("after", "skipped"),
+    ]
 
 
 async def test_a_silent_stream_sends_keepalive_comments(

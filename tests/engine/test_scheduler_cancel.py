@@ -10,7 +10,7 @@ import trio.testing
 from flowtrux.engine.errors import NodeError
 from flowtrux.engine.graph import Graph
 from flowtrux.engine.nodes import NODE_TYPES, NodeContext, NodeResult, NodeType
-from flowtrux.engine.scheduler import Limits, RunFailed, execute
+from flowtrux.engine.scheduler import NOT_STARTED, Limits, RunFailed, execute
 from flowtrux.engine.states import NodeStatus
 from tests.engine.builders import Recorder, delay, fail, graph, node, transform, trigger
 
@@ -48,7 +48,9 @@ async def test_cancelling_the_caller_cancels_the_running_node_and_starts_no_more
         "done trigger success",
         "start wait",
         "done wait cancelled",
+        "skip after",
     ]
+    assert rec.log("after").error == NOT_STARTED
     log = rec.log("wait")
     assert (log.status, log.error, log.output, log.duration_ms) == (
         NodeStatus.CANCELLED,
@@ -73,12 +75,13 @@ async def test_cancelling_mid_run_cancels_every_running_branch(
     assert rec.log("b").status is NodeStatus.CANCELLED
     assert "join" not in rec.started()
     assert [line for line, time in zip(rec.trace(), rec.times, strict=True) if time >= 1.5] == [
-        "done b cancelled"
+        "done b cancelled",
+        "skip join",
     ]
     rec.assert_every_start_completed_once()
 
 
-async def test_cancelling_before_any_node_started_emits_nothing() -> None:
+async def test_cancelling_before_any_node_started_starts_none_and_logs_each_as_skipped() -> None:
     g = graph([trigger(), transform("a", 1)], "trigger > a")
     rec = Recorder()
     finished = False
@@ -88,7 +91,8 @@ async def test_cancelling_before_any_node_started_emits_nothing() -> None:
         finished = True
     assert scope.cancelled_caught
     assert not finished
-    assert rec.events == []
+    assert rec.trace() == ["skip trigger", "skip a"]
+    assert rec.log("a").error == NOT_STARTED
 
 
 async def test_a_node_waiting_for_a_concurrency_slot_never_starts_once_cancelled(
@@ -100,7 +104,8 @@ async def test_a_node_waiting_for_a_concurrency_slot_never_starts_once_cancelled
         await execute(g, {}, rec.append, Limits(max_concurrent_nodes=1))
     assert scope.cancelled_caught
     assert len(rec.started()) == 2  # the trigger and whichever of a, b got the slot
-    assert rec.trace()[-1].endswith(" cancelled")
+    assert rec.trace()[-2].endswith(" cancelled")
+    assert rec.skipped() == [({"a", "b"} - set(rec.started())).pop()]
     rec.assert_every_start_completed_once()
 
 
@@ -161,6 +166,7 @@ async def test_the_run_timeout_fails_the_run_and_cancels_the_running_node(
         "done trigger success",
         "start wait",
         "done wait cancelled",
+        "skip after",
     ]
     assert rec.log("wait").duration_ms == 1000
 

@@ -1,15 +1,54 @@
-"""The journal against a real SQLite store: group commits, and what it never announces."""
+"""The journal against a real SQLite store: group commits, a store that cannot answer, and
+records it refuses (each fails only its own run)."""
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
 import trio
+import trio.testing
 
 from flowtrux.engine.events import NodeStarted
+from flowtrux.engine.states import RunStatus
 from flowtrux.runs.feed import Feed
 from flowtrux.runs.hub import Hub
 from flowtrux.runs.journal import Journal
 from flowtrux.runs.outcome import Outcome
 from flowtrux.store.executions import StoredEvent
-from flowtrux.store.store import Store
+from flowtrux.store.store import Store, open_store
+from tests.faults import write_lock_held
 from tests.runs.conftest import SaveWorkflow, new_execution
+
+POISON = NodeStarted("n1", "bad \ud800 name", "transform")  # a lone surrogate: SQLite refuses it
+TIMESTAMP = "2026-11-28T00:00:00.000Z"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A store whose calls give up on a lock after 0.2 s (5 s in production)."""
+    async with open_store(f"sqlite:///{tmp_path}/journal.db", lock_wait_s=0.2) as store:
+        yield store
+
+
+async def collect(feed: Feed) -> list[StoredEvent]:
+    events = []
+    with trio.fail_after(10):
+        while True:
+            try:
+                events.append(await feed.receive())
+            except trio.EndOfChannel:
+                return events
+
+
+async def stored(store: Store, execution_id: str) -> list[tuple[int, str]]:
+    page = await store.executions.events_after(execution_id, 0)
+    return [(event.seq, event.name) for event in page.events]
+
+
+async def status(store: Store, execution_id: str) -> tuple[RunStatus, str | None]:
+    execution = await store.executions.get(execution_id)
+    assert execution is not None
+    return execution.summary.status, execution.summary.error
 
 
 async def test_records_appended_meanwhile_share_one_commit(
@@ -20,39 +59,117 @@ async def test_records_appended_meanwhile_share_one_commit(
     async with trio.open_nursery() as nursery:
         await nursery.start(journal.run)
         recorder = journal.recorder("exec-1")
-        recorder.start("wf", "Workflow", "2026-11-28T00:00:00.000Z")
+        recorder.start("wf", "Workflow", TIMESTAMP)
         for index in range(50):
             recorder.emit(NodeStarted(f"n{index}", "Node", "transform"))
         await recorder.finish(Outcome.completed(None), 5)
         journal.stop()
-    events = await store.executions.events_after("exec-1", 0, limit=1000)
-    assert [event.seq for event in events] == list(range(1, 53))
-    execution = await store.executions.get("exec-1")
-    assert execution is not None
-    assert execution.summary.status.value == "COMPLETED"
+    assert [seq for seq, _ in await stored(store, "exec-1")] == list(range(1, 53))
+    assert (await status(store, "exec-1"))[0] is RunStatus.COMPLETED
 
 
-async def test_a_batch_the_store_refuses_is_never_announced(
+async def test_a_refused_record_fails_only_its_own_run_and_the_others_commit(
     store: Store, save_workflow: SaveWorkflow
 ) -> None:
-    await new_execution(store, save_workflow, "exec-2")
-    taken = StoredEvent("exec-2", 1, "start", '{"stored":true}')
-    await store.executions.append([taken])  # the journal's seq 1 will clash with it
-    hub = Hub()
-    journal = Journal(store.executions, hub, retry_delays_s=(0.01,))
-    hub.open("exec-2")
-    feed = Feed("exec-2", hub, store.executions)
-    seen = []
+    for execution_id in ("exec-ok", "exec-bad", "exec-also-ok"):
+        await new_execution(store, save_workflow, execution_id)
+    hub, refused = Hub(), []
+    journal = Journal(store.executions, hub, on_refused=lambda e, why: refused.append((e, why)))
+    feeds = {}
+    for execution_id in ("exec-ok", "exec-bad", "exec-also-ok"):
+        hub.open(execution_id)
+        feeds[execution_id] = Feed(execution_id, hub, store.executions)
     async with trio.open_nursery() as nursery:
         await nursery.start(journal.run)
-        recorder = journal.recorder("exec-2")
-        recorder.start("wf", "Workflow", "2026-11-28T00:00:00.000Z")
+        recorders = {e: journal.recorder(e) for e in feeds}
+        for execution_id, recorder in recorders.items():  # all in one batch
+            recorder.start("wf", "Workflow", TIMESTAMP)
+            recorder.emit(POISON if execution_id == "exec-bad" else NodeStarted("n", "N", "t"))
         with trio.fail_after(5):
-            await recorder.finish(Outcome.completed(None), 5)  # returns: the batch was dropped
-            while True:
-                try:
-                    seen.append(await feed.receive())
-                except trio.EndOfChannel:
-                    break
+            async with trio.open_nursery() as ends:
+                for recorder in recorders.values():
+                    ends.start_soon(recorder.finish, Outcome.completed({"done": True}), 5)
         journal.stop()
-    assert seen == [taken]  # only what is stored; the refused events never reached the feed
+
+    for execution_id in ("exec-ok", "exec-also-ok"):
+        assert await stored(store, execution_id) == [
+            (1, "start"),
+            (2, "node_start"),
+            (3, "complete"),
+        ]
+        assert await status(store, execution_id) == (RunStatus.COMPLETED, None)
+        assert [e.seq for e in await collect(feeds[execution_id])] == [1, 2, 3]
+    # Nothing of the refused batch is stored or announced; the run's end is, as a failure.
+    assert await stored(store, "exec-bad") == [(1, "error")]
+    bad_status, error = await status(store, "exec-bad")
+    assert bad_status is RunStatus.FAILED
+    assert error is not None
+    assert error.startswith("FlowTrux could not store this run's events (UnicodeEncodeError")
+    assert [(e.seq, e.name) for e in await collect(feeds["exec-bad"])] == [(1, "error")]
+    assert refused == [("exec-bad", error)]
+
+
+async def test_records_of_a_refused_run_that_come_later_are_dropped_and_its_end_fails(
+    store: Store, save_workflow: SaveWorkflow
+) -> None:
+    await new_execution(store, save_workflow, "exec-bad")
+    refused = trio.Event()
+    journal = Journal(store.executions, Hub(), on_refused=lambda e, why: refused.set())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        recorder = journal.recorder("exec-bad")
+        recorder.start("wf", "Workflow", TIMESTAMP)
+        await trio.testing.wait_all_tasks_blocked()  # `start` is committed on its own
+        recorder.emit(POISON)
+        with trio.fail_after(5):
+            await refused.wait()
+        recorder.emit(NodeStarted("n2", "After", "transform"))  # the run is being stopped
+        await recorder.finish(Outcome.completed("ignored"), 7)
+        journal.stop()
+    assert await stored(store, "exec-bad") == [(1, "start"), (2, "error")]
+    assert (await status(store, "exec-bad"))[0] is RunStatus.FAILED
+
+
+async def test_while_the_store_is_locked_the_journal_waits_announces_nothing_and_loses_nothing(
+    store: Store, save_workflow: SaveWorkflow, tmp_path: Path
+) -> None:
+    await new_execution(store, save_workflow, "exec-1")
+    hub = Hub()
+    hub.open("exec-1")
+    journal = Journal(store.executions, hub)
+    feed = Feed("exec-1", hub, store.executions)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        recorder = journal.recorder("exec-1")
+        with write_lock_held(tmp_path / "journal.db"):
+            recorder.start("wf", "Workflow", TIMESTAMP)
+            nursery.start_soon(recorder.finish, Outcome.completed(1), 5)
+            await trio.sleep(1)  # several attempts, each giving up after 0.2 s
+            assert not journal.store_available
+            with trio.move_on_after(0.1) as paused:
+                await journal.wait_for_room()  # a run would wait before its next node
+            assert paused.cancelled_caught
+            with trio.move_on_after(0.1):
+                early = await feed.receive()
+                pytest.fail(f"announced before it was stored: {early}")
+        events = await collect(feed)
+        assert journal.store_available
+        journal.stop()
+    assert [(e.seq, e.name) for e in events] == [(1, "start"), (2, "complete")]
+    assert (await status(store, "exec-1"))[0] is RunStatus.COMPLETED
+
+
+async def test_a_run_whose_end_is_refused_too_has_its_streams_closed(store: Store) -> None:
+    hub = Hub()
+    hub.open("exec-ghost")  # no row: every record of it breaks a foreign key
+    journal = Journal(store.executions, hub)
+    feed = Feed("exec-ghost", hub, store.executions)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        recorder = journal.recorder("exec-ghost")
+        recorder.start("wf", "Workflow", TIMESTAMP)
+        with trio.fail_after(5):
+            await recorder.finish(Outcome.completed(None), 5)  # returns: nobody waits for ever
+        journal.stop()
+    assert await collect(feed) == []
+    assert hub.statistics().live_runs == 0

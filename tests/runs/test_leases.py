@@ -5,7 +5,7 @@ import json
 from flowtrux.engine.states import RunStatus
 from flowtrux.runs.manager import RunSettings, open_run_manager
 from flowtrux.runs.outcome import INTERRUPTED
-from flowtrux.store.executions import StoredEvent
+from flowtrux.store.executions import NewEvent
 from flowtrux.store.store import Store
 from tests.runs.conftest import SaveWorkflow, new_execution
 
@@ -16,7 +16,7 @@ async def test_runs_of_a_stopped_process_end_interrupted(
     await store.processes.renew("proc-alive")
     await new_execution(store, save_workflow, "exec-orphan", process_id="proc-gone")
     await new_execution(store, save_workflow, "exec-alive", process_id="proc-alive")
-    await store.executions.append([StoredEvent("exec-orphan", 1, "start", "{}")])
+    await store.executions.append([NewEvent("exec-orphan", 1, "start", {})])
 
     async with open_run_manager(store, RunSettings()):
         pass  # the lease is taken, and orphans recovered, on the way in
@@ -25,7 +25,7 @@ async def test_runs_of_a_stopped_process_end_interrupted(
     assert orphan is not None
     assert orphan.summary.status is RunStatus.INTERRUPTED
     assert orphan.summary.error == INTERRUPTED
-    events = await store.executions.events_after("exec-orphan", 0)
+    events = (await store.executions.events_after("exec-orphan", 0)).events
     assert [(event.seq, event.name) for event in events] == [(1, "start"), (2, "error")]
     assert json.loads(events[-1].data)["error"] == INTERRUPTED
     alive = await store.executions.get("exec-alive")

@@ -16,6 +16,7 @@ from flowtrux.store.executions import (
     ExecutionSummary,
     Finish,
     JournalRecord,
+    NewEvent,
     NewExecution,
     NodeLogRecord,
     StoredEvent,
@@ -49,14 +50,25 @@ def new_execution(
     )
 
 
-def event(execution_id: str, seq: int, name: str = "node") -> StoredEvent:
-    return StoredEvent(execution_id, seq, name, json.dumps({"seq": seq}))
+def event(execution_id: str, seq: int, name: str = "node") -> NewEvent:
+    return NewEvent(execution_id, seq, name, {"seq": seq})
+
+
+def stored(new: NewEvent) -> StoredEvent:
+    """`new` as the store gives it back: its payload as one line of compact JSON."""
+    return StoredEvent(
+        new.execution_id, new.seq, new.name, json.dumps(new.payload, separators=(",", ":"))
+    )
+
+
+async def stored_seqs(store: Store, execution_id: str, after: int = 0) -> list[int]:
+    page = await store.executions.events_after(execution_id, after)
+    assert page.complete
+    return [e.seq for e in page.events]
 
 
 def node_log(execution_id: str, position: int) -> NodeLogRecord:
-    return NodeLogRecord(
-        execution_id, position, f"node-{position}", json.dumps({"position": position})
-    )
+    return NodeLogRecord(execution_id, position, f"node-{position}", {"position": position})
 
 
 def finish(
@@ -101,7 +113,7 @@ async def test_a_new_execution_is_running(store: Store, workspace: Workspace) ->
     assert detail.trigger_data == TRIGGER_DATA
     assert detail.output is None
     assert detail.logs == []
-    assert await store.executions.events_after(new.id, after=0) == []
+    assert await stored_seqs(store, new.id) == []
 
 
 async def test_get_of_a_missing_execution_is_none(store: Store) -> None:
@@ -119,14 +131,15 @@ async def test_a_batch_lands_whole_events_in_seq_order_logs_in_position_order(
     batch: list[JournalRecord] = [events[0], logs[0], events[1], finish(run, output=output)]
     batch += [logs[1], events[2], logs[2], events[3]]  # the terminal event last
 
-    rejected = await store.executions.append(batch)
+    appended = await store.executions.append(batch)
 
-    assert rejected == []
-    stored = await store.executions.events_after(run, after=0)
-    assert [e.seq for e in stored] == [1, 2, 3, 4]
-    assert stored == sorted(events, key=lambda e: e.seq)
-    assert stored[-1].terminal
-    assert not any(e.terminal for e in stored[:-1])
+    assert appended.stale == []
+    assert appended.events == [stored(e) for e in events]  # as given, to publish in that order
+    page = await store.executions.events_after(run, after=0)
+    assert [e.seq for e in page.events] == [1, 2, 3, 4]
+    assert page.events == sorted(appended.events, key=lambda e: e.seq)
+    assert page.events[-1].terminal
+    assert not any(e.terminal for e in page.events[:-1])
     detail = await store.executions.get(run)
     assert detail is not None
     assert detail.logs == [{"position": 0}, {"position": 1}, {"position": 2}]
@@ -140,7 +153,7 @@ async def test_a_batch_lands_whole_events_in_seq_order_logs_in_position_order(
 async def test_a_failed_run_keeps_its_error(store: Store, workspace: Workspace) -> None:
     run = await started(store, workspace.id)
 
-    assert await store.executions.append([finish(run, RunStatus.FAILED)]) == []
+    assert (await store.executions.append([finish(run, RunStatus.FAILED)])).stale == []
 
     detail = await store.executions.get(run)
     assert detail is not None
@@ -157,7 +170,7 @@ async def test_a_batch_that_fails_lands_nothing(store: Store, workspace: Workspa
             [event(run, 2), node_log(run, 0), Backgrounded(run), event(run, 1), finish(run)]
         )
 
-    assert [e.seq for e in await store.executions.events_after(run, after=0)] == [1]
+    assert await stored_seqs(store, run) == [1]
     detail = await store.executions.get(run)
     assert detail is not None
     assert detail.logs == []
@@ -165,34 +178,53 @@ async def test_a_batch_that_fails_lands_nothing(store: Store, workspace: Workspa
     assert detail.summary.background is False
 
 
-async def test_events_after_returns_only_later_events_and_pages_with_limit(
+async def test_events_after_returns_only_later_events_and_pages_by_count(
     store: Store, workspace: Workspace
 ) -> None:
     run = await started(store, workspace.id)
     other = await started(store, workspace.id)
     await store.executions.append([event(run, seq) for seq in range(1, 11)] + [event(other, 1)])
 
-    assert [e.seq for e in await store.executions.events_after(run, after=7)] == [8, 9, 10]
-    assert await store.executions.events_after(run, after=10) == []
+    assert await stored_seqs(store, run, after=7) == [8, 9, 10]
+    assert await stored_seqs(store, run, after=10) == []
 
-    pages: list[list[int]] = []
-    after = 0
-    while page := await store.executions.events_after(run, after=after, limit=4):
-        pages.append([e.seq for e in page])
-        after = page[-1].seq
-    assert pages == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
-    assert {e.execution_id for e in await store.executions.events_after(other, 0)} == {other}
+    pages: list[tuple[list[int], bool]] = []
+    after, complete = 0, False
+    while not complete:
+        page = await store.executions.events_after(run, after=after, max_events=4)
+        pages.append(([e.seq for e in page.events], page.complete))
+        after, complete = page.events[-1].seq, page.complete
+    assert pages == [([1, 2, 3, 4], False), ([5, 6, 7, 8], False), ([9, 10], True)]
+    assert await stored_seqs(store, other) == [1]
+
+
+async def test_a_page_holds_what_fits_its_bytes_and_at_least_one_event(
+    store: Store, workspace: Workspace
+) -> None:
+    run = await started(store, workspace.id)
+    big = "x" * 1000
+    await store.executions.append([NewEvent(run, seq, "node", big) for seq in range(1, 6)])
+
+    pages = []
+    after, complete = 0, False
+    while not complete:
+        page = await store.executions.events_after(run, after=after, max_bytes=2100)
+        pages.append([e.seq for e in page.events])
+        after, complete = page.events[-1].seq, page.complete
+    assert pages == [[1, 2], [3, 4], [5]]  # each event is 1,002 characters of JSON
+    tiny = await store.executions.events_after(run, after=0, max_bytes=10)
+    assert ([e.seq for e in tiny.events], tiny.complete) == ([1], False)
 
 
 async def test_a_second_finish_is_rejected_and_the_first_status_stays(
     store: Store, workspace: Workspace
 ) -> None:
     run = await started(store, workspace.id)
-    assert await store.executions.append([finish(run, RunStatus.CANCELLED, "first")]) == []
+    assert (await store.executions.append([finish(run, RunStatus.CANCELLED, "first")])).stale == []
 
-    rejected = await store.executions.append([finish(run, RunStatus.COMPLETED, "second")])
+    appended = await store.executions.append([finish(run, RunStatus.COMPLETED, "second")])
 
-    assert rejected == [run]
+    assert appended.stale == [run]
     detail = await store.executions.get(run)
     assert detail is not None
     assert detail.summary.status is RunStatus.CANCELLED
@@ -210,9 +242,9 @@ async def test_a_finish_after_another_process_interrupted_the_run_is_rejected(
         )
     )
 
-    rejected = await store.executions.append([event(run, 1, "complete"), finish(run), finish(done)])
+    appended = await store.executions.append([event(run, 1, "complete"), finish(run), finish(done)])
 
-    assert rejected == [run]
+    assert appended.stale == [run]
     statuses = {}
     for execution_id in (run, done):
         detail = await store.executions.get(execution_id)

@@ -1,13 +1,12 @@
 """Process leases and the runs a stopped process left behind."""
 
-import json
 from datetime import timedelta
 
 import trio
 
 from flowtrux.engine.states import RunStatus
 from flowtrux.ids import new_id
-from flowtrux.store.executions import Finish, NewExecution, StoredEvent
+from flowtrux.store.executions import Finish, NewEvent, NewExecution
 from flowtrux.store.store import Store
 from flowtrux.store.workspaces import Workspace
 from flowtrux.timestamps import to_iso, utc_now
@@ -61,8 +60,8 @@ async def test_orphaned_runs_are_the_running_runs_of_lapsed_or_missing_leases(
     of_live = await run_of(store, workspace, "live")
     finished_of_dead = await run_of(store, workspace, "dead")
     await store.executions.append(
-        [StoredEvent(of_dead, seq, "node", json.dumps({"seq": seq})) for seq in (1, 2, 3)]
-        + [StoredEvent(of_live, 1, "node", "{}")]
+        [NewEvent(of_dead, seq, "node", {"seq": seq}) for seq in (1, 2, 3)]
+        + [NewEvent(of_live, 1, "node", {})]
         + [Finish(finished_of_dead, RunStatus.COMPLETED, None, None, utc_now(), 1)]
     )
 

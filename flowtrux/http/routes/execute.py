@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from flowtrux.access import Permission
 from flowtrux.engine.states import RunStatus
+from flowtrux.errors import EndNotStored
 from flowtrux.http.access import current_user, workflow_for
 from flowtrux.http.body import json_object
 from flowtrux.http.disconnect import cancel_on_disconnect
@@ -66,7 +67,8 @@ class RunResultResponse(Response):
         if not self.run.finished.is_set():
             return  # the client went away
         execution = await self.found.store.executions.get(self.run.execution_id)
-        assert execution is not None
+        if execution is None or execution.summary.status is RunStatus.RUNNING:
+            raise EndNotStored(self.run.execution_id)
         summary = execution.summary
         body = {
             "success": summary.status is RunStatus.COMPLETED,

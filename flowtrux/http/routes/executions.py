@@ -9,6 +9,7 @@ from flowtrux.access import Permission
 from flowtrux.engine.states import RunStatus
 from flowtrux.errors import BadRequest, Conflict, NotFound
 from flowtrux.http.access import current_user, require
+from flowtrux.http.params import MAX_SEQ, whole_number
 from flowtrux.http.services import services
 from flowtrux.http.sse import EventStreamResponse
 from flowtrux.http.views import execution_summary_view, execution_view
@@ -23,15 +24,13 @@ def _filter(user_id: str, query: QueryParams) -> ExecutionFilter:
         raise BadRequest(f"'status' must be one of {', '.join(RunStatus)}, not {status!r}.")
     if background not in (None, "true", "false"):
         raise BadRequest("'background' must be true or false.")
-    if limit is not None and not (limit.isdigit() and 1 <= int(limit) <= MAX_LIMIT):
-        raise BadRequest(f"'limit' must be a whole number from 1 to {MAX_LIMIT}.")
     return ExecutionFilter(
         user_id=user_id,
         workflow_id=query.get("workflowId"),
         status=RunStatus(status) if status else None,
         background=None if background is None else background == "true",
         before=query.get("before"),
-        limit=int(limit) if limit else 50,
+        limit=50 if limit is None else whole_number(limit, "limit", 1, MAX_LIMIT),
     )
 
 
@@ -71,17 +70,25 @@ async def cancel_execution(request: Request) -> Response:
 
 async def execution_events(request: Request) -> Response:
     """Replays the stored events after `Last-Event-ID`, then follows the run live to its end.
-    Closing it never cancels the run."""
+    Closing it never cancels the run. 204 when the run has ended and nothing follows."""
     execution = await _execution(request, Permission.VIEW)
-    last_event_id = request.headers.get("last-event-id", "0").strip() or "0"
-    if not last_event_id.isdigit():
-        raise BadRequest("'Last-Event-ID' must be the id (a whole number) of an event received.")
+    after = _last_event_id(request)
     found = services(request)
+    feed = found.runs.subscribe(execution.summary.id, after=after)
+    if execution.summary.status is not RunStatus.RUNNING and not await feed.has_more():
+        return Response(status_code=204)
     return EventStreamResponse(
-        found.runs.subscribe(execution.summary.id, after=int(last_event_id)),
+        feed,
         keepalive_s=found.settings.keepalive_s,
         http_version=request.scope["http_version"],
     )
+
+
+def _last_event_id(request: Request) -> int:
+    """The header (what a reconnecting EventSource sends), else `?lastEventId=`, else 0."""
+    header = request.headers.get("last-event-id", "").strip()
+    text = header or request.query_params.get("lastEventId", "").strip()
+    return whole_number(text, "Last-Event-ID", 0, MAX_SEQ) if text else 0
 
 
 routes = [
