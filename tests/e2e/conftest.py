@@ -19,7 +19,7 @@ from flowtrux.config import Settings
 from flowtrux.http.app import create_app
 from flowtrux.http.serve import hypercorn_config, serve
 from flowtrux.passwords import hash_password
-from flowtrux.store.store import Store
+from flowtrux.store.store import Store, sqlite_path
 
 PASSWORD = "correct horse battery staple"
 
@@ -43,6 +43,11 @@ class Server:
     def store(self) -> Store:
         store: Store = self.app.state.services.store
         return store
+
+    @property
+    def database(self) -> Path:
+        """The server's SQLite file."""
+        return sqlite_path(self.store.url)
 
     async def member(self, email: str, role: Role = Role.OWNER, workspace: str = "Acme") -> str:
         """Create a user (if new) with `role` in `workspace`; return the workspace id."""

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from flowtrux.errors import StoreUnavailable
 from flowtrux.http.services import services
 
 logger = logging.getLogger(__name__)
@@ -16,15 +17,20 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    found = services(request)
     try:
-        ready = await services(request).store.ready()
+        ready = found.runs.journal.store_available and await found.store.ready()
     except Exception:
         logger.warning("readiness check failed", exc_info=True)
         ready = False
     if not ready:
         return JSONResponse(
-            {"status": "unavailable", "error": "The store is unreachable or not migrated."},
+            {
+                "status": "unavailable",
+                "error": "The store is unreachable, cannot take writes, or is not migrated.",
+            },
             status_code=503,
+            headers={"Retry-After": str(StoreUnavailable.retry_after_s)},
         )
     return JSONResponse({"status": "ready"})
 
