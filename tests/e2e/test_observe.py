@@ -140,3 +140,71 @@ async def test_only_members_who_may_execute_can_stop_a_run(
             assert response.status_code == status, response.text
     assert (await owner.post(stop)).status_code == 202
     assert (await wait_until_finished(owner, execution_id))["status"] == "CANCELLED"
+
+
+async def test_an_observer_joining_a_live_run_of_over_a_thousand_events_misses_none(
+    owner: httpx.AsyncClient, create_workflow: CreateWorkflow
+) -> None:
+    steps = [transform(f"step-{index}", index) for index in range(520)]
+    doc = chain(trigger(), *steps, delay("wait", 60_000), transform("after", 1))
+    workflow_id = await create_workflow(doc)
+    url = f"/api/workflows/{workflow_id}/execute/stream"
+    async with (
+        aconnect_sse(owner, "POST", url, json={}) as source,
+        aclosing(source.aiter_sse()) as stream,
+    ):
+        streamed: list[ServerSentEvent] = []
+        async for event in stream:
+            streamed.append(event)
+            if event.event == "node_start" and event.json()["nodeId"] == "wait":
+                break
+        assert len(streamed) > 1_000
+        execution_id = streamed[0].json()["executionId"]
+        async with trio.open_nursery() as nursery:
+            observed: dict[str, list[ServerSentEvent]] = {}
+
+            async def observe(last_event_id: str | None) -> None:
+                found = await events_of(owner, execution_id, last_event_id)
+                observed[last_event_id or "start"] = found
+
+            nursery.start_soon(observe, None)  # joins live, from the first event
+            nursery.start_soon(observe, "700")  # resumes after an event past the first page
+            await trio.sleep(0.5)
+            assert (await owner.post(f"/api/executions/{execution_id}/cancel")).status_code == 202
+            streamed += [event async for event in stream]
+
+    whole = [(e.id, e.event, e.data) for e in streamed]
+    assert [int(seq) for seq, _, _ in whole] == list(range(1, len(whole) + 1))
+    assert whole[-1][1] == "cancelled"
+    assert [(e.id, e.event, e.data) for e in observed["start"]] == whole
+    assert [(e.id, e.event, e.data) for e in observed["700"]] == whole[700:]
+
+
+async def test_observers_that_go_away_are_let_go_of_at_once(
+    server: Server, owner: httpx.AsyncClient, create_workflow: CreateWorkflow,
+    owner_connection: OwnerConnection,
+) -> None:  # fmt: skip
+    doc = chain(trigger(continueOnDisconnect=True), delay("wait", 30_000))
+    execution_id = await start_and_leave(owner_connection, await create_workflow(doc))
+    hub = server.app.state.services.runs.hub
+    url = f"/api/executions/{execution_id}/events"
+    for _ in range(2):
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):  # observers of a quiet run: nothing is published to them
+                nursery.start_soon(read_first_event_then_leave, owner_connection, url)
+    with trio.fail_after(5):  # once the server has seen the last connection close
+        while True:
+            if hub.statistics().subscribers == 0:
+                break
+            await trio.sleep(0.01)
+    assert hub.statistics().queued_bytes == 0
+    assert (await owner.post(f"/api/executions/{execution_id}/cancel")).status_code == 202
+
+
+async def read_first_event_then_leave(connect: OwnerConnection, url: str) -> None:
+    async with (
+        connect() as client,
+        aconnect_sse(client, "GET", url) as source,
+        aclosing(source.aiter_sse()) as stream,
+    ):
+        assert (await anext(stream)).event == "start"
