@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import trio
 
+from flowtrux.errors import StoreUnavailable
 from flowtrux.runs.journal import Journal
 from flowtrux.runs.outcome import Outcome
 from flowtrux.store.processes import ProcessStore
@@ -28,6 +29,8 @@ async def keep_lease(
         await trio.sleep(lease_s / 3)
         try:
             await _renew_and_recover(processes, journal, process_id, lease_s)
+        except StoreUnavailable as exc:
+            logger.warning("could not renew the process lease: %s", exc.cause)
         except Exception:
             logger.exception("could not renew the process lease")
 
