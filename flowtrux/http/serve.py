@@ -13,6 +13,7 @@ from hypercorn.config import Config
 from hypercorn.typing import Framework
 from starlette.applications import Starlette
 
+from flowtrux import memory
 from flowtrux.config import read_toml
 from flowtrux.http import h2_patch
 
@@ -39,6 +40,7 @@ async def serve(
 ) -> None:
     """Serve `app` until `shutdown_trigger` returns; `task_status` gets the bound URLs."""
     h2_patch.apply()
+    memory.return_large_blocks()
     framework = cast(Framework, app)  # Starlette is an ASGI app; hypercorn's types are narrower
     await hypercorn.trio.serve(
         framework, config, shutdown_trigger=shutdown_trigger, task_status=task_status
