@@ -134,6 +134,9 @@ class Journal:
                 appended = await self.store.append(records)
             except StoreUnavailable as exc:
                 self._note_unavailable(exc, len(records))
+            except Exception:
+                self._note_available()  # it answered, if only to refuse
+                raise
             else:
                 self._note_available()
                 return appended

@@ -2,6 +2,7 @@
 records it refuses (each fails only its own run)."""
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from flowtrux.runs.journal import Journal
 from flowtrux.runs.outcome import Outcome
 from flowtrux.store.executions import StoredEvent
 from flowtrux.store.store import Store, open_store
-from tests.faults import write_lock_held
+from tests.faults import FlakyWrites, write_lock_held
 from tests.runs.conftest import SaveWorkflow, new_execution
 
 POISON = NodeStarted("n1", "bad \ud800 name", "transform")  # a lone surrogate: SQLite refuses it
@@ -28,6 +29,18 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     """A store whose calls give up on a lock after 0.2 s (5 s in production)."""
     async with open_store(f"sqlite:///{tmp_path}/journal.db", lock_wait_s=0.2) as store:
         yield store
+
+
+@asynccontextmanager
+async def writing(journal: Journal) -> AsyncIterator[trio.Nursery]:
+    """The journal's writer runs for the block and is stopped however the block ends: it is
+    shielded, so a failing test would otherwise wait for it for ever."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        try:
+            yield nursery
+        finally:
+            journal.stop()
 
 
 async def collect(feed: Feed) -> list[StoredEvent]:
@@ -56,14 +69,12 @@ async def test_records_appended_meanwhile_share_one_commit(
 ) -> None:
     await new_execution(store, save_workflow, "exec-1")
     journal = Journal(store.executions, Hub())
-    async with trio.open_nursery() as nursery:
-        await nursery.start(journal.run)
+    async with writing(journal):
         recorder = journal.recorder("exec-1")
         recorder.start("wf", "Workflow", TIMESTAMP)
         for index in range(50):
             recorder.emit(NodeStarted(f"n{index}", "Node", "transform"))
         await recorder.finish(Outcome.completed(None), 5)
-        journal.stop()
     assert [seq for seq, _ in await stored(store, "exec-1")] == list(range(1, 53))
     assert (await status(store, "exec-1"))[0] is RunStatus.COMPLETED
 
@@ -79,8 +90,7 @@ async def test_a_refused_record_fails_only_its_own_run_and_the_others_commit(
     for execution_id in ("exec-ok", "exec-bad", "exec-also-ok"):
         hub.open(execution_id)
         feeds[execution_id] = Feed(execution_id, hub, store.executions)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(journal.run)
+    async with writing(journal):
         recorders = {e: journal.recorder(e) for e in feeds}
         for execution_id, recorder in recorders.items():  # all in one batch
             recorder.start("wf", "Workflow", TIMESTAMP)
@@ -89,7 +99,6 @@ async def test_a_refused_record_fails_only_its_own_run_and_the_others_commit(
             async with trio.open_nursery() as ends:
                 for recorder in recorders.values():
                     ends.start_soon(recorder.finish, Outcome.completed({"done": True}), 5)
-        journal.stop()
 
     for execution_id in ("exec-ok", "exec-also-ok"):
         assert await stored(store, execution_id) == [
@@ -115,8 +124,7 @@ async def test_records_of_a_refused_run_that_come_later_are_dropped_and_its_end_
     await new_execution(store, save_workflow, "exec-bad")
     refused = trio.Event()
     journal = Journal(store.executions, Hub(), on_refused=lambda e, why: refused.set())
-    async with trio.open_nursery() as nursery:
-        await nursery.start(journal.run)
+    async with writing(journal):
         recorder = journal.recorder("exec-bad")
         recorder.start("wf", "Workflow", TIMESTAMP)
         await trio.testing.wait_all_tasks_blocked()  # `start` is committed on its own
@@ -125,7 +133,6 @@ async def test_records_of_a_refused_run_that_come_later_are_dropped_and_its_end_
             await refused.wait()
         recorder.emit(NodeStarted("n2", "After", "transform"))  # the run is being stopped
         await recorder.finish(Outcome.completed("ignored"), 7)
-        journal.stop()
     assert await stored(store, "exec-bad") == [(1, "start"), (2, "error")]
     assert (await status(store, "exec-bad"))[0] is RunStatus.FAILED
 
@@ -138,8 +145,7 @@ async def test_while_the_store_is_locked_the_journal_waits_announces_nothing_and
     hub.open("exec-1")
     journal = Journal(store.executions, hub)
     feed = Feed("exec-1", hub, store.executions)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(journal.run)
+    async with writing(journal) as nursery:
         recorder = journal.recorder("exec-1")
         with write_lock_held(tmp_path / "journal.db"):
             recorder.start("wf", "Workflow", TIMESTAMP)
@@ -154,7 +160,6 @@ async def test_while_the_store_is_locked_the_journal_waits_announces_nothing_and
                 pytest.fail(f"announced before it was stored: {early}")
         events = await collect(feed)
         assert journal.store_available
-        journal.stop()
     assert [(e.seq, e.name) for e in events] == [(1, "start"), (2, "complete")]
     assert (await status(store, "exec-1"))[0] is RunStatus.COMPLETED
 
@@ -164,12 +169,28 @@ async def test_a_run_whose_end_is_refused_too_has_its_streams_closed(store: Stor
     hub.open("exec-ghost")  # no row: every record of it breaks a foreign key
     journal = Journal(store.executions, hub)
     feed = Feed("exec-ghost", hub, store.executions)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(journal.run)
+    async with writing(journal):
         recorder = journal.recorder("exec-ghost")
         recorder.start("wf", "Workflow", TIMESTAMP)
         with trio.fail_after(5):
             await recorder.finish(Outcome.completed(None), 5)  # returns: nobody waits for ever
-        journal.stop()
     assert await collect(feed) == []
     assert hub.statistics().live_runs == 0
+
+
+async def test_a_store_that_answers_with_a_refusal_is_available_again(
+    store: Store, save_workflow: SaveWorkflow
+) -> None:
+    await new_execution(store, save_workflow, "exec-bad")
+    flaky = FlakyWrites(store.db)
+    refused = trio.Event()
+    journal = Journal(
+        Store(store.url, flaky).executions, Hub(), on_refused=lambda e, why: refused.set()
+    )
+    async with writing(journal):
+        flaky.fail_writes([0])  # first it cannot answer, then it refuses
+        journal.recorder("exec-bad").emit(POISON)
+        with trio.fail_after(5):
+            await refused.wait()
+            await journal.wait_for_room()  # runs do not stall on the refused run's account
+        assert journal.store_available
