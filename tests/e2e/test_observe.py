@@ -1,5 +1,6 @@
 """Observing a run with GET /api/executions/{id}/events and stopping it with POST …/cancel."""
 
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 import httpx
@@ -27,6 +28,18 @@ async def events_of(
     url = f"/api/executions/{execution_id}/events"
     async with aconnect_sse(client, "GET", url, headers=headers) as source:
         return [event async for event in source.aiter_sse()]
+
+
+async def until_node_starts(
+    stream: AsyncIterator[ServerSentEvent], node_id: str
+) -> list[ServerSentEvent]:
+    """The events of `stream` up to the `node_start` of `node_id`."""
+    events = []
+    async for event in stream:
+        events.append(event)
+        if event.event == "node_start" and event.json()["nodeId"] == node_id:
+            return events
+    raise AssertionError(f"the stream ended before {node_id} started")
 
 
 async def start_and_leave(connect: OwnerConnection, workflow_id: str) -> str:
@@ -67,11 +80,7 @@ async def test_an_observer_follows_a_live_run_and_the_stop_button_ends_it(
         aconnect_sse(owner, "POST", url, json={}) as source,
         aclosing(source.aiter_sse()) as stream,
     ):
-        started: list[ServerSentEvent] = []
-        async for event in stream:
-            started.append(event)
-            if event.event == "node_start" and event.json()["nodeId"] == "wait":
-                break
+        started = await until_node_starts(stream, "wait")
         execution_id = started[0].json()["executionId"]
         async with trio.open_nursery() as nursery:
             observed: list[ServerSentEvent] = []
@@ -153,11 +162,7 @@ async def test_an_observer_joining_a_live_run_of_over_a_thousand_events_misses_n
         aconnect_sse(owner, "POST", url, json={}) as source,
         aclosing(source.aiter_sse()) as stream,
     ):
-        streamed: list[ServerSentEvent] = []
-        async for event in stream:
-            streamed.append(event)
-            if event.event == "node_start" and event.json()["nodeId"] == "wait":
-                break
+        streamed = await until_node_starts(stream, "wait")
         assert len(streamed) > 1_000
         execution_id = streamed[0].json()["executionId"]
         async with trio.open_nursery() as nursery:

@@ -3,9 +3,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
+from flowtrux.runs.feed import Feed
 from flowtrux.runs.manager import RunManager, RunSettings, open_run_manager
-from flowtrux.store.executions import NewExecution
+from flowtrux.store.executions import NewExecution, StoredEvent
 from flowtrux.store.store import Store, open_store
 from flowtrux.store.workflows import Workflow
 from flowtrux.timestamps import utc_now
@@ -40,6 +42,17 @@ def save_workflow(store: Store) -> SaveWorkflow:
         return await store.workflows.create(workspace.id, doc["name"], doc["nodes"], doc["edges"])
 
     return save
+
+
+async def collect(feed: Feed) -> list[StoredEvent]:
+    """Every event `feed` gives, up to its end (within 10 s)."""
+    events = []
+    with trio.fail_after(10):
+        while True:
+            try:
+                events.append(await feed.receive())
+            except trio.EndOfChannel:
+                return events
 
 
 async def new_execution(

@@ -15,10 +15,9 @@ from flowtrux.runs.feed import Feed
 from flowtrux.runs.hub import Hub
 from flowtrux.runs.journal import Journal
 from flowtrux.runs.outcome import Outcome
-from flowtrux.store.executions import StoredEvent
 from flowtrux.store.store import Store, open_store
 from tests.faults import FlakyWrites, write_lock_held
-from tests.runs.conftest import SaveWorkflow, new_execution
+from tests.runs.conftest import SaveWorkflow, collect, new_execution
 
 POISON = NodeStarted("n1", "bad \ud800 name", "transform")  # a lone surrogate: SQLite refuses it
 TIMESTAMP = "2026-11-28T00:00:00.000Z"
@@ -41,16 +40,6 @@ async def writing(journal: Journal) -> AsyncIterator[trio.Nursery]:
             yield nursery
         finally:
             journal.stop()
-
-
-async def collect(feed: Feed) -> list[StoredEvent]:
-    events = []
-    with trio.fail_after(10):
-        while True:
-            try:
-                events.append(await feed.receive())
-            except trio.EndOfChannel:
-                return events
 
 
 async def stored(store: Store, execution_id: str) -> list[tuple[int, str]]:

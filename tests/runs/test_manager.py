@@ -8,23 +8,12 @@ import trio
 
 from flowtrux.engine.states import RunStatus
 from flowtrux.errors import ShuttingDown, TooManyRequests
-from flowtrux.runs.feed import Feed
 from flowtrux.runs.manager import RunManager, RunSettings
 from flowtrux.runs.outcome import CANCELLED_BY_SHUTDOWN, CANCELLED_BY_USER
 from flowtrux.store.executions import StoredEvent
 from flowtrux.store.store import Store
-from tests.runs.conftest import SaveWorkflow
+from tests.runs.conftest import SaveWorkflow, collect
 from tests.support import chain, delay, fail, transform, trigger
-
-
-async def collect(feed: Feed) -> list[StoredEvent]:
-    events = []
-    with trio.fail_after(10):
-        while True:
-            try:
-                events.append(await feed.receive())
-            except trio.EndOfChannel:
-                return events
 
 
 def names(events: list[StoredEvent]) -> list[str]:
