@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from flowtrux import memory
 from flowtrux.config import read_toml
-from flowtrux.http import h2_patch
+from flowtrux.http import hypercorn_fixes
 
 
 def hypercorn_config(config_file: Path | None, bind: str | None = None) -> Config:
@@ -39,7 +39,7 @@ async def serve(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `app` until `shutdown_trigger` returns; `task_status` gets the bound URLs."""
-    h2_patch.apply()
+    hypercorn_fixes.apply()
     memory.return_large_blocks()
     framework = cast(Framework, app)  # Starlette is an ASGI app; hypercorn's types are narrower
     await hypercorn.trio.serve(

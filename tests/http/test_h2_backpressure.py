@@ -1,4 +1,5 @@
-"""HTTP/2 back-pressure against a real in-process hypercorn (see flowtrux/http/h2_patch.py).
+"""HTTP/2 back-pressure against a real in-process hypercorn (see
+flowtrux/http/hypercorn_fixes/flow_control.py).
 
 A raw h2 client requests an endless body, reads the response headers and then never reads
 nor acknowledges DATA (no WINDOW_UPDATE), so its 65,535-byte flow-control window runs out.
@@ -24,7 +25,7 @@ import trio
 from hypercorn.protocol.h2 import StreamBuffer
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from flowtrux.http import h2_patch
+from flowtrux.http import hypercorn_fixes
 
 MiB = 2**20
 CHUNK = b"x" * (16 * 1024)
@@ -109,15 +110,15 @@ async def stalled_get(port: int) -> AsyncIterator[None]:
 def original_pop(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """Start each test from upstream hypercorn (serving elsewhere in the suite applies the
     corrections for the whole process); monkeypatch puts things back afterwards."""
-    for fix in h2_patch.FIXES:
+    for fix in hypercorn_fixes.FIXES:
         monkeypatch.setattr(fix.owner, fix.name, fix.original)
     original: Callable[..., Any] = StreamBuffer.pop
     return original
 
 
 async def test_patched_writer_is_bounded_when_client_stops_reading() -> None:
-    h2_patch.apply()
-    assert h2_patch.is_applied()
+    hypercorn_fixes.apply()
+    assert hypercorn_fixes.is_applied()
     app = EndlessBody()
     async with serving(app) as port, stalled_get(port):
         await trio.sleep(1.0)
@@ -131,10 +132,11 @@ async def test_patched_writer_is_bounded_when_client_stops_reading() -> None:
 async def test_upstream_pop_still_needs_the_patch() -> None:
     """Unpatched hypercorn lets the app write without bound to a stalled HTTP/2 client.
 
-    This documents that flowtrux.http.h2_patch is still needed. If this test fails after a
-    hypercorn upgrade, upstream has fixed StreamBuffer.pop: delete h2_patch and this test.
+    This documents that flowtrux.http.hypercorn_fixes.flow_control is still needed. If this test
+    fails after a hypercorn upgrade, upstream has fixed StreamBuffer.pop: delete that correction
+    and this test.
     """
-    assert not h2_patch.is_applied(), "patch applied at import time; cannot observe upstream"
+    assert not hypercorn_fixes.is_applied(), "patch applied at import time; cannot observe upstream"
     app = EndlessBody()
     async with serving(app) as port, stalled_get(port):
         with trio.move_on_after(1.0):
@@ -143,10 +145,10 @@ async def test_upstream_pop_still_needs_the_patch() -> None:
 
 
 def test_apply_is_idempotent() -> None:
-    h2_patch.apply()
+    hypercorn_fixes.apply()
     patched = StreamBuffer.pop
-    h2_patch.apply()
-    assert h2_patch.is_applied()
+    hypercorn_fixes.apply()
+    assert hypercorn_fixes.is_applied()
     assert StreamBuffer.pop is patched
 
 
@@ -154,8 +156,8 @@ def test_apply_skips_other_hypercorn_versions(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, original_pop: Any
 ) -> None:
     monkeypatch.setattr(importlib.metadata, "version", lambda _name: "0.19.0")
-    with caplog.at_level(logging.WARNING, logger=h2_patch.__name__):
-        h2_patch.apply()
+    with caplog.at_level(logging.WARNING, logger=hypercorn_fixes.__name__):
+        hypercorn_fixes.apply()
     assert StreamBuffer.pop is original_pop
     assert "not 0.18.x" in caplog.text
 
@@ -167,7 +169,7 @@ def test_apply_skips_changed_upstream(
         return bytes(self.buffer[:max_length])
 
     monkeypatch.setattr(StreamBuffer, "pop", fixed_upstream)
-    with caplog.at_level(logging.WARNING, logger=h2_patch.__name__):
-        h2_patch.apply()
+    with caplog.at_level(logging.WARNING, logger=hypercorn_fixes.__name__):
+        hypercorn_fixes.apply()
     assert StreamBuffer.pop is fixed_upstream
     assert "changed" in caplog.text
