@@ -76,6 +76,12 @@ class Conflict(FlowtruxError):
     pass
 
 
+class ServerBusy(FlowtruxError):
+    """Too much of one costly kind of work is queued already (password hashing)."""
+
+    retry_after_s = 1
+
+
 class EndNotStored(FlowtruxError):
     """A run ended while its end could not be stored, and the server stopped waiting for the
     store (shutdown): a later process ends it INTERRUPTED."""

@@ -24,7 +24,15 @@ STATUS_AND_CODE: dict[type[errors.FlowtruxError], tuple[int, str]] = {
     errors.ShuttingDown: (503, "shutting_down"),
     errors.StoreUnavailable: (503, "store_unavailable"),
     errors.EndNotStored: (503, "end_not_stored"),
+    errors.ServerBusy: (503, "busy"),
 }
+
+RETRY_LATER = (
+    errors.TooManyRequests,
+    errors.StoreUnavailable,
+    errors.EndNotStored,
+    errors.ServerBusy,
+)
 
 HTTP_MESSAGES = {
     404: ("There is no such endpoint; check the path against the API in the README.", "no_route"),
@@ -45,7 +53,7 @@ async def flowtrux_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, errors.InvalidWorkflow):
         extra["problems"] = [attrs.asdict(problem) for problem in exc.problems]
     response = error_response(status, str(exc), code, **extra)
-    if isinstance(exc, errors.TooManyRequests | errors.StoreUnavailable | errors.EndNotStored):
+    if isinstance(exc, RETRY_LATER):
         response.headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, errors.StoreUnavailable):
         logger.warning("answered 503 to %s %s: %s", request.method, request.url.path, exc.cause)

@@ -1,6 +1,6 @@
 """End-to-end fixtures: the real app under real hypercorn on 127.0.0.1:0, and real clients."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -25,13 +25,10 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """argon2 at its production cost takes ~0.4 s a hash on a small CI machine and every member
     and login costs one; these tests are about HTTP, not about argon2's cost."""
     monkeypatch.setattr(passwords, "_hasher", argon2.PasswordHasher(1, 1024, 1))
-    passwords._decoy_hash.cache_clear()
-    yield
-    passwords._decoy_hash.cache_clear()
 
 
 @attrs.define

@@ -21,7 +21,8 @@ async def login(request: Request) -> Response:
     store = services(request).store
     found = await store.users.find_by_email(email)
     user, password_hash = found if found else (None, None)
-    if user is None or not await verify_password(password_hash, password):
+    matches = await verify_password(password_hash, password)  # a decoy for an unknown email
+    if user is None or not matches:
         raise InvalidCredentials()
     if password_hash and needs_rehash(password_hash):
         await store.users.set_password(user.id, await hash_password(password))
