@@ -13,7 +13,8 @@ import sys
 from typing import Any, Final
 
 MAX_DEPTH: Final = 64
-_MAX_INT_DIGITS: Final = len(str(int(sys.float_info.max)))  # 309: more cannot fit a double
+_LARGEST: Final = int(sys.float_info.max)
+_MAX_INT_DIGITS: Final = len(str(_LARGEST))  # 309: checked before the text becomes an int
 
 
 class NotStrictJson(ValueError):
@@ -53,9 +54,9 @@ def _float(text: str) -> float:
 
 
 def _int(text: str) -> int:
-    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS or abs(number := int(text)) > _LARGEST:
         raise _out_of_range(text)
-    return int(text)
+    return number
 
 
 def _out_of_range(text: str) -> NotStrictJson:

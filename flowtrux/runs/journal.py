@@ -6,16 +6,20 @@ transaction, then publishes the events it wrote. A run's terminal record waits f
 
 Nothing queued is dropped while the writer runs:
 - while the store cannot answer (locked, unreachable, full), the writer tries again, with growing
-  pauses, until it can; streams wait meanwhile, and runs pause before their next node;
+  pauses, until it can; streams wait meanwhile, and runs pause before their next node. A batch
+  that keeps failing is written in smaller transactions (halves, down to single records; a run's
+  terminal event always with its status), which a nearly full disk may still take;
 - when the store refuses a batch (a value JSON cannot carry, a broken constraint), each run's
-  records are written on their own, so that only the run holding the refused record loses them:
-  it is stopped, and its end is stored as FAILED with an error that says why. Should even that
-  end be refused, its live streams are closed and the error is logged.
+  records are written on their own, so that only the run holding the refused record is touched:
+  its records are then written one at a time, a stand-in takes the place of each one refused,
+  and the run is stopped and ends FAILED (see refusals.py). Should even a stand-in be refused,
+  the run's live streams are closed and the error is logged.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable, Sequence
 
 import attrs
@@ -23,11 +27,11 @@ import trio
 
 from flowtrux.backoff import pauses
 from flowtrux.engine.events import NodeCompleted, NodeEvent, NodeSkipped, NodeStarted
-from flowtrux.engine.states import RunStatus
 from flowtrux.errors import StoreUnavailable
 from flowtrux.runs import payloads
 from flowtrux.runs.hub import Hub
 from flowtrux.runs.outcome import Outcome
+from flowtrux.runs.refusals import as_failed, run_refused, stand_in
 from flowtrux.store.executions import (
     Appended,
     ExecutionStore,
@@ -41,11 +45,16 @@ from flowtrux.timestamps import utc_now
 logger = logging.getLogger(__name__)
 
 MAX_PENDING_RECORDS = 10_000  # past this, runs wait before starting another node
+ATTEMPTS_BEFORE_SPLITTING = 3
 OUTAGE_REPORT_S = 30.0
 
 
 def _ignore(execution_id: str, reason: str) -> None:
     pass
+
+
+class _GaveUp(Exception):
+    """Not even a stand-in of a run's record could be stored."""
 
 
 @attrs.define(eq=False)
@@ -58,7 +67,6 @@ class Journal:
     _has_pending: trio.Event = attrs.field(factory=trio.Event, init=False)
     _next_commit: trio.Event = attrs.field(factory=trio.Event, init=False)
     _room: trio.Event = attrs.field(factory=trio.Event, init=False)
-    _last_seq: dict[str, int] = attrs.field(factory=dict, init=False)  # by live execution
     _refused: dict[str, str] = attrs.field(factory=dict, init=False)  # execution -> why
     _unavailable_since: float | None = attrs.field(default=None, init=False)
     _reported_at: float = attrs.field(default=0.0, init=False)
@@ -72,12 +80,11 @@ class Journal:
         return self._unavailable_since is None
 
     def recorder(self, execution_id: str, last_seq: int = 0) -> Recorder:
-        self._last_seq.setdefault(execution_id, last_seq)
         return Recorder(self, execution_id, last_seq)
 
     def append(self, record: JournalRecord) -> trio.Event:
-        """Queue `record`; the returned event is set once it is committed and published (or,
-        if the store refused it, once its run's failed end is)."""
+        """Queue `record`; the returned event is set once it is committed and published (or a
+        stand-in of it is)."""
         self._pending.append(record)
         self._has_pending.set()
         return self._next_commit
@@ -113,27 +120,38 @@ class Journal:
         batch, committed = self._pending, self._next_commit
         self._pending, self._next_commit, self._has_pending = [], trio.Event(), trio.Event()
         self._make_room()
-        await self._store(self._apart_from_refused(batch))
+        await self._store(batch)
         committed.set()
 
     async def _store(self, records: Sequence[JournalRecord]) -> None:
+        if self._refused:
+            records = [self._as_stored(record) for record in records]
         if not records:
             return
+        halves = _halves(records)
         try:
-            appended = await self._write(records)
-        except Exception as exc:  # the store refused something in `records`
-            await self._isolate(records, exc)
+            appended = await self._write(records, ATTEMPTS_BEFORE_SPLITTING if halves else None)
+        except StoreUnavailable:
+            logger.warning("writing %d journal records in smaller transactions", len(records))
+            for half in halves:
+                await self._store(half)
+        except Exception as refusal:  # the store refused something in `records`
+            traceback.clear_frames(refusal.__traceback__)  # they hold the batch, encoded
+            await self._isolate(records, refusal)
         else:
             self._publish(appended)
 
-    async def _write(self, records: Sequence[JournalRecord]) -> Appended:
-        """Write `records` in one transaction, trying again for as long as the store cannot
-        answer. Raises what the store raised when it refused them."""
-        for pause in pauses(0.05, 2.0):
+    async def _write(self, records: Sequence[JournalRecord], attempts: int | None) -> Appended:
+        """Write `records` in one transaction, trying again while the store cannot answer: for
+        ever, or `attempts` times and then raise StoreUnavailable. Raises what the store raised
+        when it refused them."""
+        for attempt, pause in enumerate(pauses(0.05, 2.0), start=1):
             try:
                 appended = await self.store.append(records)
             except StoreUnavailable as exc:
                 self._note_unavailable(exc, len(records))
+                if attempt == attempts:
+                    raise
             except Exception:
                 self._note_available()  # it answered, if only to refuse
                 raise
@@ -147,66 +165,59 @@ class Journal:
         by_run: dict[str, list[JournalRecord]] = {}
         for record in records:
             by_run.setdefault(record.execution_id, []).append(record)
-        if len(by_run) == 1:
-            await self._refuse(records, refusal)
+        if len(by_run) > 1:
+            for run_records in by_run.values():
+                await self._store(run_records)
             return
-        for run_records in by_run.values():
-            await self._store(run_records)
-
-    async def _refuse(self, records: Sequence[JournalRecord], refusal: Exception) -> None:
-        """The store refused `records`, all of one run: stop it, and store its end as FAILED."""
         execution_id = records[0].execution_id
-        if execution_id in self._refused:
+        if execution_id not in self._refused:
             logger.error(
-                "execution %s: the store refused even its failed end; its streams end without"
-                " a terminal event and it stays RUNNING until a later process ends it",
-                execution_id,
+                "execution %s: the store refused a record; the run is stopped", execution_id,
                 exc_info=refusal,
-            )
-            self._forget(execution_id)
+            )  # fmt: skip
+            self._refused[execution_id] = reason = run_refused(refusal)
+            self.on_refused(execution_id, reason)
+        try:
+            for unit in _units(records):
+                await self._store_alone(unit)
+        except _GaveUp:
+            self._refused.pop(execution_id, None)
             self.hub.close(execution_id)
-            return
-        logger.error(
-            "execution %s: the store refused its records; the run is stopped", execution_id,
-            exc_info=refusal,
-        )  # fmt: skip
-        reason = f"FlowTrux could not store this run's events ({_describe(refusal)})"
-        self._refused[execution_id] = reason
-        self.on_refused(execution_id, reason)
-        await self._store(self._apart_from_refused(records))  # its end, if it came, as FAILED
 
-    def _apart_from_refused(self, records: Sequence[JournalRecord]) -> list[JournalRecord]:
-        """`records` without those of refused runs, whose end becomes a failed end."""
-        if not self._refused:
-            return list(records)
-        kept: list[JournalRecord] = []
-        for record in records:
-            reason = self._refused.get(record.execution_id)
-            if reason is None:
-                kept.append(record)
-            elif isinstance(record, Finish):
-                kept.extend(self._failed_end(record, reason))
-        return kept
+    async def _store_alone(self, unit: list[JournalRecord]) -> None:
+        """Write one unit of a refused run, or stand-ins in its place. Raises _GaveUp."""
+        unit = [self._as_stored(record) for record in unit]
+        try:
+            appended = await self._write(unit, None)
+        except Exception as refusal:
+            traceback.clear_frames(refusal.__traceback__)
+            replacement = [new for old in unit if (new := stand_in(old, refusal)) is not None]
+            if not replacement:
+                return
+            try:
+                appended = await self._write(replacement, None)
+            except Exception as again:
+                logger.error(
+                    "execution %s: the store refused even a stand-in; its streams end without"
+                    " a terminal event and it stays RUNNING until a later process ends it",
+                    unit[0].execution_id,
+                    exc_info=again,
+                )
+                raise _GaveUp from None
+        self._publish(appended)
 
-    def _failed_end(self, finish: Finish, reason: str) -> list[JournalRecord]:
-        outcome = Outcome.failed(reason)
-        seq = self._last_seq.get(finish.execution_id, 0) + 1
-        payload = payloads.terminal_payload(finish.execution_id, outcome, finish.duration_ms)
-        failed = attrs.evolve(finish, status=RunStatus.FAILED, output=None, error=reason)
-        return [NewEvent(finish.execution_id, seq, outcome.event_name, payload), failed]
+    def _as_stored(self, record: JournalRecord) -> JournalRecord:
+        """`record`, or the failed end it becomes if its run was refused."""
+        reason = self._refused.get(record.execution_id)
+        return record if reason is None else as_failed(record, reason)
 
     def _publish(self, appended: Appended) -> None:
         for event in appended.events:
-            self._last_seq[event.execution_id] = event.seq
             self.hub.publish(event)
             if event.terminal:
-                self._forget(event.execution_id)
+                self._refused.pop(event.execution_id, None)
         for execution_id in appended.stale:
             logger.warning("execution %s was no longer RUNNING at its end", execution_id)
-
-    def _forget(self, execution_id: str) -> None:
-        self._last_seq.pop(execution_id, None)
-        self._refused.pop(execution_id, None)
 
     def _make_room(self) -> None:
         self._room.set()
@@ -236,9 +247,28 @@ class Journal:
             self._make_room()
 
 
-def _describe(refusal: Exception) -> str:
-    text = f"{type(refusal).__name__}: {refusal}"
-    return text[:300].encode("utf-8", "backslashreplace").decode()
+def _units(records: Sequence[JournalRecord]) -> list[list[JournalRecord]]:
+    """`records` in the smallest parts that may be written apart: a terminal event goes with the
+    status that follows it (the status is stored before the event is sent)."""
+    units: list[list[JournalRecord]] = []
+    for record in records:
+        if isinstance(record, Finish) and units and isinstance(units[-1][-1], NewEvent):
+            units[-1].append(record)
+        else:
+            units.append([record])
+    return units
+
+
+def _halves(records: Sequence[JournalRecord]) -> list[list[JournalRecord]]:
+    """`records` in two parts, in order, on a boundary of units; [] for a single unit."""
+    units = _units(records)
+    if len(units) < 2:
+        return []
+    middle = len(units) // 2
+    return [
+        [r for unit in units[:middle] for r in unit],
+        [r for unit in units[middle:] for r in unit],
+    ]
 
 
 @attrs.define(eq=False)

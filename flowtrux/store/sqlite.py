@@ -31,6 +31,7 @@ PRAGMAS = (
     "PRAGMA synchronous = NORMAL",  # in WAL mode: durable against a crash of the process
     "PRAGMA foreign_keys = ON",
     "PRAGMA busy_timeout = 50",  # in the thread, out of reach of an interrupt: keep it short
+    "PRAGMA journal_size_limit = 33554432",  # a WAL grown by a large batch gives the disk back
 )
 PROGRESS_STEPS = 1000  # virtual machine steps between checks of a pending interrupt
 LOCK_WAIT_S = 5.0  # how long one call waits, in all, for a lock another connection holds

@@ -193,6 +193,9 @@ async def test_a_record_the_store_refuses_fails_only_its_own_run(server: Server)
                     "FAILED",
                     data["error"],
                 )
+                logs = {log["nodeId"]: log for log in execution["execution"]["logs"]}
+                assert sorted(logs) == ["bad", "trigger", "wait"]  # one each, as for any run
+                assert logs["bad"]["error"].startswith("FlowTrux could not store this log")
             else:
                 assert (kind, data["output"]) == ("complete", {"ok": True}), name
                 assert execution["execution"]["status"] == "COMPLETED"

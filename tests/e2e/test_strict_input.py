@@ -25,6 +25,7 @@ NOT_STRICT: list[tuple[str, str, str]] = [
     ("-Infinity", '{"x": [1, -Infinity]}', "-Infinity"),
     ("a float past a double", '{"x": 1e999}', "does not fit a double"),
     ("an integer past a double", '{"x": 1' + "0" * 400 + "}", "does not fit a double"),
+    ("an integer of 309 digits past a double", '{"x": 2' + "0" * 308 + "}", "fit a double"),
     ("an integer of 5,000 digits", '{"x": ' + "9" * 5000 + "}", "does not fit a double"),
     ("a lone high surrogate", '{"x": "a\\ud800b"}', "lone UTF-16 surrogate"),
     ("a lone low surrogate in a key", '{"\\udc00": 1}', "lone UTF-16 surrogate"),

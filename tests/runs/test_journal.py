@@ -1,20 +1,24 @@
 """The journal against a real SQLite store: group commits, a store that cannot answer, and
 records it refuses (each fails only its own run)."""
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 import trio.testing
 
 from flowtrux.engine.events import NodeStarted
 from flowtrux.engine.states import RunStatus
+from flowtrux.errors import StoreUnavailable
 from flowtrux.runs.feed import Feed
 from flowtrux.runs.hub import Hub
 from flowtrux.runs.journal import Journal
 from flowtrux.runs.outcome import Outcome
+from flowtrux.store.executions import Appended, ExecutionStore, Finish, JournalRecord, NewEvent
 from flowtrux.store.store import Store, open_store
 from tests.faults import FlakyWrites, write_lock_held
 from tests.runs.conftest import SaveWorkflow, collect, new_execution
@@ -97,17 +101,24 @@ async def test_a_refused_record_fails_only_its_own_run_and_the_others_commit(
         ]
         assert await status(store, execution_id) == (RunStatus.COMPLETED, None)
         assert [e.seq for e in await collect(feeds[execution_id])] == [1, 2, 3]
-    # Nothing of the refused batch is stored or announced; the run's end is, as a failure.
-    assert await stored(store, "exec-bad") == [(1, "error")]
+    # The refused record has a stand-in at its place; the run's end is a failure.
+    events = (await store.executions.events_after("exec-bad", 0)).events
+    assert [(e.seq, e.name) for e in events] == [(1, "start"), (2, "node_start"), (3, "error")]
+    stand_in = json.loads(events[1].data)
+    assert stand_in.pop("error").startswith(
+        "FlowTrux could not store this event (UnicodeEncodeError"
+    )
+    assert stand_in == {"nodeId": "n1", "nodeName": "bad \\ud800 name", "nodeType": "transform"}
     bad_status, error = await status(store, "exec-bad")
     assert bad_status is RunStatus.FAILED
     assert error is not None
     assert error.startswith("FlowTrux could not store this run's events (UnicodeEncodeError")
-    assert [(e.seq, e.name) for e in await collect(feeds["exec-bad"])] == [(1, "error")]
+    assert json.loads(events[2].data)["error"] == error
+    assert await collect(feeds["exec-bad"]) == events
     assert refused == [("exec-bad", error)]
 
 
-async def test_records_of_a_refused_run_that_come_later_are_dropped_and_its_end_fails(
+async def test_a_refused_run_keeps_what_comes_later_and_ends_failed(
     store: Store, save_workflow: SaveWorkflow
 ) -> None:
     await new_execution(store, save_workflow, "exec-bad")
@@ -122,7 +133,12 @@ async def test_records_of_a_refused_run_that_come_later_are_dropped_and_its_end_
             await refused.wait()
         recorder.emit(NodeStarted("n2", "After", "transform"))  # the run is being stopped
         await recorder.finish(Outcome.completed("ignored"), 7)
-    assert await stored(store, "exec-bad") == [(1, "start"), (2, "error")]
+    assert await stored(store, "exec-bad") == [
+        (1, "start"),
+        (2, "node_start"),  # the stand-in
+        (3, "node_start"),
+        (4, "error"),
+    ]
     assert (await status(store, "exec-bad"))[0] is RunStatus.FAILED
 
 
@@ -183,3 +199,41 @@ async def test_a_store_that_answers_with_a_refusal_is_available_again(
             await refused.wait()
             await journal.wait_for_room()  # runs do not stall on the refused run's account
         assert journal.store_available
+
+
+@attrs.frozen
+class SmallTransactions(ExecutionStore):
+    """The real store, except that it cannot take more than `most` records at once, as a
+    nearly full disk cannot take a large transaction; `taken` records what it took."""
+
+    most: int = 4
+    taken: list[list[JournalRecord]] = attrs.field(factory=list)
+
+    async def append(self, records: Sequence[JournalRecord]) -> Appended:
+        if len(records) > self.most:
+            raise StoreUnavailable("SQLite: database or disk is full")
+        appended = await super().append(records)
+        self.taken.append(list(records))
+        return appended
+
+
+async def test_a_batch_the_store_keeps_failing_is_written_in_smaller_transactions(
+    store: Store, save_workflow: SaveWorkflow
+) -> None:
+    await new_execution(store, save_workflow, "exec-1")
+    small = SmallTransactions(store.db)
+    journal = Journal(small, Hub())
+    async with writing(journal):
+        recorder = journal.recorder("exec-1")
+        recorder.start("wf", "Workflow", TIMESTAMP)
+        for index in range(20):
+            recorder.emit(NodeStarted(f"n{index}", "Node", "transform"))
+        with trio.fail_after(10):
+            await recorder.finish(Outcome.completed(None), 5)
+    assert [seq for seq, _ in await stored(store, "exec-1")] == list(range(1, 23))
+    assert (await status(store, "exec-1"))[0] is RunStatus.COMPLETED
+    assert all(len(records) <= 4 for records in small.taken)
+    (with_end,) = [records for records in small.taken if isinstance(records[-1], Finish)]
+    assert isinstance(with_end[-2], NewEvent)  # the terminal event, with its status
+    assert with_end[-2].terminal
+    assert journal.store_available
