@@ -89,8 +89,9 @@ def _bind(args: argparse.Namespace) -> str | None:
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> None:
     app = create_app(settings)
-    config = hypercorn_config(args.config, _bind(args))
-    await serve(app, config, shutdown_trigger=graceful_shutdown(app))
+    config = hypercorn_config(args.config, _bind(args), settings)
+    async with graceful_shutdown(app) as shutdown_trigger:
+        await serve(app, config, shutdown_trigger=shutdown_trigger)
 
 
 async def _demo(args: argparse.Namespace, settings: Settings) -> None:
@@ -99,11 +100,11 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> None:
     async with open_store(settings.database_url) as store:
         workflow = await demo.seed(store)
     app = create_app(settings)
-    config = hypercorn_config(args.config, _bind(args) or "127.0.0.1:8000")
-    async with trio.open_nursery() as nursery:
+    config = hypercorn_config(args.config, _bind(args) or "127.0.0.1:8000", settings)
+    async with graceful_shutdown(app) as shutdown_trigger, trio.open_nursery() as nursery:
         urls = await nursery.start(
             lambda task_status: serve(
-                app, config, shutdown_trigger=graceful_shutdown(app), task_status=task_status
+                app, config, shutdown_trigger=shutdown_trigger, task_status=task_status
             )
         )
         print(_demo_banner(urls[0], workflow.id), flush=True)

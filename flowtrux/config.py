@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +15,10 @@ import limits
 
 ENV_PREFIX = "FLOWTRUX_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# File descriptors a process keeps beside its connections: SQLite (database and WAL for each of
+# its connections), logs, the listening sockets, trio's wakeup pipe and epoll (about 25 seen).
+FD_RESERVE = 100
+FD_LIMIT_WHEN_UNLIMITED = 2**20  # Linux's default ceiling (fs.nr_open)
 
 
 class InvalidSetting(ValueError):
@@ -35,6 +40,23 @@ def _rate(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
         ) from None
 
 
+def max_connections_allowed() -> int:
+    """The most connections the file-descriptor limit leaves room for (the default cap)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = FD_LIMIT_WHEN_UNLIMITED
+    return max(1, soft - FD_RESERVE)
+
+
+def _under_fd_limit(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    allowed = max_connections_allowed()
+    if value > allowed:
+        raise InvalidSetting(
+            f"{attribute.name} must leave {FD_RESERVE} file descriptors under the process's limit"
+            f" (ulimit -n): at most {allowed}, got {value}"
+        )
+
+
 def _log_level(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
     if value not in LOG_LEVELS:
         raise InvalidSetting(f"{attribute.name} must be one of {', '.join(LOG_LEVELS)}")
@@ -50,6 +72,10 @@ class Settings:
     run_timeout_s: float = attrs.field(default=900.0, validator=_positive)
     max_concurrent_nodes: int = attrs.field(default=16, validator=_positive)
     keepalive_s: float = attrs.field(default=15.0, validator=_positive)
+    request_timeout_s: float = attrs.field(default=30.0, validator=_positive)
+    max_connections: int = attrs.field(
+        factory=max_connections_allowed, validator=[_positive, _under_fd_limit]
+    )
     log_level: str = attrs.field(default="info", validator=_log_level)
 
     @classmethod
@@ -78,8 +104,11 @@ class Settings:
         return cls(**{name: _convert(fields[name], value) for name, value in values.items()})
 
 
+attrs.resolve_types(Settings)  # field.type: the class, not its name (annotations are strings)
+
+
 def _convert(field: attrs.Attribute[Any], value: Any) -> Any:
-    kind = type(field.default)
+    kind = field.type
     if kind not in (int, float):
         return str(value)
     try:

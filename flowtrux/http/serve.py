@@ -3,7 +3,8 @@ with ALPN when hypercorn.toml names a certificate)."""
 
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,12 +15,18 @@ from hypercorn.typing import Framework
 from starlette.applications import Starlette
 
 from flowtrux import memory
-from flowtrux.config import read_toml
+from flowtrux.config import Settings, read_toml
 from flowtrux.http import hypercorn_fixes
+from flowtrux.http.hypercorn_fixes.connections import Bounds, bound_connections
+
+logger = logging.getLogger(__name__)
 
 
-def hypercorn_config(config_file: Path | None, bind: str | None = None) -> Config:
-    """hypercorn's settings from `config_file` (its `[flowtrux]` table aside); `bind` wins."""
+def hypercorn_config(
+    config_file: Path | None, bind: str | None = None, settings: Settings | None = None
+) -> Config:
+    """hypercorn's settings from `config_file` (its `[flowtrux]` table aside); `bind` wins.
+    The connections are bounded by `settings` (by default, the defaults)."""
     mapping: dict[str, Any] = {}
     if config_file is not None and config_file.exists():
         mapping = {k: v for k, v in read_toml(config_file).items() if k != "flowtrux"}
@@ -28,6 +35,8 @@ def hypercorn_config(config_file: Path | None, bind: str | None = None) -> Confi
         config.bind = [bind]
     config.accesslog = logging.getLogger("hypercorn.access")
     config.errorlog = logging.getLogger("hypercorn.error")
+    settings = settings or Settings()
+    bound_connections(config, Bounds(settings.request_timeout_s, settings.max_connections))
     return config
 
 
@@ -47,14 +56,26 @@ async def serve(
     )
 
 
-def graceful_shutdown(app: Starlette) -> Callable[[], Awaitable[None]]:
-    """A shutdown trigger: on SIGINT or SIGTERM, end every run (each stream gets its terminal
-    event) before hypercorn starts closing connections."""
+@asynccontextmanager
+async def graceful_shutdown(app: Starlette) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """A shutdown trigger, for the block that serves: on SIGINT or SIGTERM, end every run (each
+    stream gets its terminal event) before hypercorn starts closing connections. A second signal
+    stops waiting for the store to take the runs' ends. Signals stay caught until the block
+    ends, so that the shutdown is never cut short by one."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
 
-    async def wait_then_drain() -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                break
-        await app.state.services.runs.drain()
+        async def drain_on_signal() -> None:
+            await anext(signals)
+            runs = app.state.services.runs
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_hurry_on_signal, signals, runs.hurry)
+                await runs.drain()
+                nursery.cancel_scope.cancel()
 
-    return wait_then_drain
+        yield drain_on_signal
+
+
+async def _hurry_on_signal(signals: AsyncIterator[int], hurry: Callable[[], None]) -> None:
+    await anext(signals)
+    logger.warning("a second signal: not waiting for the store to take the runs' ends")
+    hurry()

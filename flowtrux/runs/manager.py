@@ -8,6 +8,7 @@ never lets an exception out: one failing run cannot take the server down.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -53,6 +54,7 @@ class RunManager:
     _nursery: trio.Nursery
     _runs: dict[str, Run] = attrs.field(factory=dict, init=False)
     _closing: bool = attrs.field(default=False, init=False)
+    _ends_wait_until: float = attrs.field(default=math.inf, init=False)  # for the store
 
     async def start(
         self, workflow: Workflow, body: dict[str, Any], *, started_by: str | None
@@ -133,17 +135,23 @@ class RunManager:
 
     def cancel_all(self) -> None:
         """Start no new run and cancel the current ones (shutdown). A run's end now waits for
-        the store only so long."""
+        the store only `shutdown_finish_s`."""
         self._closing = True
+        self._wait_for_ends_until(trio.current_time() + self.settings.shutdown_finish_s)
         for run in self.running():
             run.cancel(CANCELLED_BY_SHUTDOWN)
-            if run.ending is not None:
-                self._bound_ending(run.ending)
 
-    def _bound_ending(self, ending: trio.CancelScope) -> None:
-        ending.deadline = min(
-            ending.deadline, trio.current_time() + self.settings.shutdown_finish_s
-        )
+    def hurry(self) -> None:
+        """Stop waiting for the store (a second signal): runs whose end is not stored yet are
+        left for the next process to end INTERRUPTED."""
+        self.cancel_all()
+        self._wait_for_ends_until(trio.current_time())
+
+    def _wait_for_ends_until(self, deadline: float) -> None:
+        self._ends_wait_until = min(self._ends_wait_until, deadline)
+        for run in self.running():
+            if run.ending is not None:
+                run.ending.deadline = self._ends_wait_until
 
     async def drain(self) -> None:
         """Start no new run, cancel the current ones, and wait until each has ended (each sends
@@ -187,10 +195,8 @@ class RunManager:
         """Store the end and publish it, waiting for the store as long as it takes, except at
         shutdown: then the next process ends the run INTERRUPTED."""
         run.status = transition(RUN_TRANSITIONS, run.status, outcome.status)
-        with trio.CancelScope(shield=True) as ending:
+        with trio.CancelScope(shield=True, deadline=self._ends_wait_until) as ending:
             run.ending = ending
-            if self._closing:
-                self._bound_ending(ending)
             await recorder.finish(outcome, round(elapsed_s * 1000))
         if ending.cancelled_caught:
             logger.error(

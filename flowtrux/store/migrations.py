@@ -1,8 +1,11 @@
 """Schema migrations: the plain SQL files of `migrations/`, applied once, under a lock."""
 
+import functools
+import sqlite3
 from pathlib import Path
 
 import yoyo
+import yoyo.migrations
 
 import flowtrux
 
@@ -27,9 +30,18 @@ def apply_migrations(database_url: str) -> list[str]:
     return [migration.id for migration in pending]
 
 
-def pending_migrations(database_url: str) -> list[str]:
-    """Ids of the migrations not applied yet (empty when the schema is current). Blocking."""
-    backend = yoyo.get_backend(database_url)
-    return [
-        migration.id for migration in backend.to_apply(yoyo.read_migrations(str(migrations_dir())))
-    ]
+@functools.cache
+def _migration_hashes() -> frozenset[str]:
+    """What yoyo records for each migration of `migrations/` once applied (read once)."""
+    return frozenset(migration.hash for migration in yoyo.read_migrations(str(migrations_dir())))
+
+
+def schema_is_current(conn: sqlite3.Connection) -> bool:
+    """Whether every migration is applied, asked on a connection already open (yoyo's own
+    check opens one, which fails when the process is out of file descriptors)."""
+    table = yoyo.migrations.default_migration_table
+    found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    if conn.execute(found, (table,)).fetchone() is None:
+        return False
+    applied = {row[0] for row in conn.execute(f"SELECT migration_hash FROM {table}")}
+    return _migration_hashes() <= applied

@@ -9,7 +9,7 @@ import trio
 
 from flowtrux.store.database import Database
 from flowtrux.store.executions import ExecutionStore
-from flowtrux.store.migrations import apply_migrations, pending_migrations
+from flowtrux.store.migrations import apply_migrations, schema_is_current
 from flowtrux.store.processes import ProcessStore
 from flowtrux.store.sessions import SessionStore
 from flowtrux.store.sqlite import LOCK_WAIT_S, open_sqlite
@@ -52,9 +52,9 @@ class Store:
         return ProcessStore(self.db)
 
     async def ready(self) -> bool:
-        """True when the database answers and every migration is applied."""
-        await self.db.read(lambda conn: conn.execute("SELECT 1").fetchone())
-        return not await trio.to_thread.run_sync(pending_migrations, self.url)
+        """True when the database answers, on a connection already open, and every migration
+        is applied."""
+        return await self.db.read(schema_is_current)
 
 
 def sqlite_path(url: str) -> Path:

@@ -67,11 +67,12 @@ async def start_server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[S
 
     async def start(config_file: Path | None = None, **settings: Any) -> Server:
         database = f"sqlite:///{tmp_path}/flowtrux-{len(stops)}.db"
-        app = create_app(
-            Settings(**{"database_url": database, "execute_rate": "600/minute", **settings})
+        app_settings = Settings(
+            **{"database_url": database, "execute_rate": "600/minute", **settings}
         )
+        app = create_app(app_settings)
         stop = trio.Event()
-        config = hypercorn_config(config_file, "127.0.0.1:0")
+        config = hypercorn_config(config_file, "127.0.0.1:0", app_settings)
         urls = await nursery.start(partial(serve, app, config, shutdown_trigger=stop.wait))
         stops.append(stop)
         return Server(urls[0], app)

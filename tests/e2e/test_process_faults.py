@@ -209,3 +209,29 @@ async def test_stalled_observers_of_a_large_execution_keep_the_server_memory_bou
         process.send_signal(signal.SIGTERM)
         with trio.fail_after(10):
             assert await process.wait() == 0, output.decode()
+
+
+async def test_a_second_signal_ends_the_server_at_once_without_a_traceback(
+    env: dict[str, str], database: Path, tmp_path: Path
+) -> None:
+    serve = running(flowtrux("serve", "--port", "0"), env, tmp_path)
+    async with (
+        serve as (process, url, output),
+        httpx.AsyncClient(base_url=url, timeout=60) as client,
+    ):
+        workflow_id = await create_workflow(client, chain(trigger(), delay("wait", 60_000)))
+        stream = f"/api/workflows/{workflow_id}/execute/stream"
+        async with aconnect_sse(client, "POST", stream, json={}) as source:
+            async for event in source.aiter_sse():
+                if event.event == "node_start" and event.json()["nodeId"] == "wait":
+                    break
+            # The run's end cannot be stored: the first signal's drain would wait 10 s for it.
+            with write_lock_held(database):
+                process.send_signal(signal.SIGINT)
+                await trio.sleep(0.5)
+                process.send_signal(signal.SIGINT)  # Ctrl+C pressed again
+                with trio.fail_after(8):
+                    exit_code = await process.wait()
+    assert exit_code == 0, output.decode()
+    assert b"Traceback" not in output
+    assert b"a second signal" in output

@@ -4,8 +4,10 @@ Each lives in the module of what it corrects and is applied only on hypercorn 0.
 while upstream still has the bug (`Fix.upstream_has_bug`), each with a test that fails without it:
 
 - `flow_control`: HTTP/2 back-pressure for a client that stops reading;
-- `h2_streams`: HTTP/2 events for streams hypercorn no longer knows;
-- `app_inbox`: what the app receives, the request body and the client's disconnect.
+- `h2_streams`: HTTP/2 streams, which are opened or refused, and how a connection retires;
+- `app_inbox`: what the app receives, the request body and the client's disconnect;
+- `h11_reading`: HTTP/1.1 reading, a close seen behind a pipelined request, `100 Continue`;
+- `connections`: every connection reclaimed, none past a cap, none holding up the shutdown.
 """
 
 from __future__ import annotations
@@ -13,12 +15,24 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 
-from flowtrux.http.hypercorn_fixes import app_inbox, flow_control, h2_streams
+from flowtrux.http.hypercorn_fixes import (
+    app_inbox,
+    connections,
+    flow_control,
+    h2_streams,
+    h11_reading,
+)
 from flowtrux.http.hypercorn_fixes.fix import Fix
 
 logger = logging.getLogger(__name__)
 
-FIXES: tuple[Fix, ...] = (*flow_control.FIXES, *h2_streams.FIXES, *app_inbox.FIXES)
+FIXES: tuple[Fix, ...] = (
+    *flow_control.FIXES,
+    *h2_streams.FIXES,
+    *app_inbox.FIXES,
+    *h11_reading.FIXES,
+    *connections.FIXES,
+)
 
 
 def is_applied() -> bool:
