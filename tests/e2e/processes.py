@@ -1,5 +1,5 @@
 """The `flowtrux` command as a real process, for tests that need one: signals, exit codes, its
-own memory."""
+own memory; and an owner made with `flowtrux users create` to log in to it."""
 
 import re
 import subprocess
@@ -9,13 +9,33 @@ from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
+import httpx
 import trio
+
+from tests.support import Doc
 
 RUNNING_ON = re.compile(rb"Running on (http://127\.0\.0\.1:\d+)")
 
 
 def flowtrux(*args: str) -> list[str]:
     return [sys.executable, "-m", "flowtrux", *args]
+
+
+async def create_owner(env: dict[str, str], cwd: Path, email: str, password: str) -> None:
+    """`flowtrux users create`: `email`, with `password`, owns the workspace Ops in the database
+    that `env` names."""
+    await trio.run_process(
+        flowtrux("users", "create", "--email", email, "--password", password,
+                 "--workspace", "Ops", "--role", "owner"),
+        env=env, cwd=cwd, capture_stdout=True,
+    )  # fmt: skip
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident memory of process `pid`."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
 
 
 @asynccontextmanager
@@ -57,3 +77,17 @@ async def running(
         finally:
             if process.returncode is None:
                 process.kill()
+
+
+EMAIL, PASSWORD = "op@example.com", "pw-pw-pw-pw"  # the owner a test's server process has
+
+
+async def create_workflow(client: httpx.AsyncClient, doc: Doc) -> str:
+    """Log in as the owner and create `doc` in their workspace; return the workflow's id."""
+    login = await client.post("/api/auth/login", json={"email": EMAIL, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    workspace_id = (await client.get("/api/auth/me")).json()["workspaces"][0]["id"]
+    created = await client.post("/api/workflows", json={"workspaceId": workspace_id, **doc})
+    assert created.status_code == 201, created.text
+    workflow_id: str = created.json()["workflow"]["id"]
+    return workflow_id

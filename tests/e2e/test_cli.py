@@ -13,7 +13,7 @@ import pytest
 import trio
 from httpx_sse import aconnect_sse
 
-from tests.e2e.processes import flowtrux, running
+from tests.e2e.processes import create_owner, flowtrux, running
 from tests.support import chain, delay, trigger
 
 
@@ -47,11 +47,7 @@ async def test_users_create_adds_a_user_and_then_a_membership(
 async def test_sigterm_ends_open_streams_with_their_cancelled_event(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    await trio.run_process(
-        flowtrux("users", "create", "--email", "op@example.com", "--password", "pw-pw-pw",
-                 "--workspace", "Ops", "--role", "owner"),
-        env=env, cwd=tmp_path, capture_stdout=True,
-    )  # fmt: skip
+    await create_owner(env, tmp_path, "op@example.com", "pw-pw-pw")
     async with (
         running(flowtrux("serve", "--port", "0"), env, tmp_path) as (process, url, output),
         httpx.AsyncClient(base_url=url, timeout=10) as client,

@@ -25,8 +25,7 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 
 from flowtrux.config import FD_RESERVE, InvalidSetting, Settings
 from tests.e2e.conftest import Server, StartServer, logged_in, new_client
-from tests.e2e.processes import flowtrux, running
-from tests.e2e.test_process_faults import EMAIL, PASSWORD, create_workflow
+from tests.e2e.processes import EMAIL, PASSWORD, create_owner, create_workflow, flowtrux, running
 from tests.support import chain, delay, transform, trigger
 
 BOUND = 1.0  # FLOWTRUX_REQUEST_TIMEOUT_S of these servers
@@ -205,11 +204,7 @@ async def test_sigterm_ends_the_server_while_a_client_does_not_read_its_stream(
         "FLOWTRUX_DATABASE_URL": f"sqlite:///{database}",
         "FLOWTRUX_MAX_BODY_BYTES": str(32 * 2**20),
     }
-    await trio.run_process(
-        flowtrux("users", "create", "--email", EMAIL, "--password", PASSWORD,
-                 "--workspace", "Ops", "--role", "owner"),
-        env=env, cwd=tmp_path, capture_stdout=True,
-    )  # fmt: skip
+    await create_owner(env, tmp_path, EMAIL, PASSWORD)
     (tmp_path / "hypercorn.toml").write_text("graceful_timeout = 2\n")
     serve = running(flowtrux("serve", "--port", "0"), env, tmp_path)
     async with serve as (process, url, output), httpx.AsyncClient(base_url=url) as client:

@@ -20,7 +20,7 @@ import trio.testing
 from httpx_sse import aconnect_sse
 
 from tests.e2e.conftest import PASSWORD, Server, logged_in, wait_until_finished
-from tests.http.test_app_inbox import H2Client, chunked_request, read_until
+from tests.http.probe import H2Client, chunked_request, read_until
 from tests.support import chain, delay, transform, trigger
 
 SLOW = chain(trigger(), delay("wait", 30_000), transform("after", 1), name="Slow")

@@ -19,7 +19,7 @@ import pytest
 import trustme
 
 from tests.e2e.conftest import Server, StartServer, logged_in, wait_until_finished
-from tests.http.test_h2_streams import (
+from tests.http.h2_attacks import (
     UNSERVABLE,
     Exchange,
     H2Client,

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from tests.e2e.processes import flowtrux, running
+from tests.e2e.processes import create_owner, flowtrux, rss_bytes, running
 
 EMAIL, PASSWORD = "ada@example.com", "a long and proper password"
 BURST = 40
@@ -16,11 +16,7 @@ BURST = 40
 
 async def serving_with_a_user(tmp_path: Path) -> tuple[dict[str, str], list[str]]:
     env = {**os.environ, "FLOWTRUX_DATABASE_URL": f"sqlite:///{tmp_path}/logins.db"}
-    await trio.run_process(
-        flowtrux("users", "create", "--email", EMAIL, "--password", PASSWORD,
-                 "--workspace", "Ops", "--role", "owner"),
-        env=env, cwd=tmp_path, capture_stdout=True,
-    )  # fmt: skip
+    await create_owner(env, tmp_path, EMAIL, PASSWORD)
     return env, flowtrux("serve", "--port", "0")
 
 
@@ -43,12 +39,6 @@ async def test_an_unknown_email_takes_as_long_as_a_wrong_password(tmp_path: Path
             unknown.append(await timed_login(client, f"nobody-{index}@example.com"))
     # Before the decoy was checked on this path: 5 ms against 252 ms.
     assert statistics.median(unknown) > 0.5 * statistics.median(known), (known, unknown)
-
-
-def rss_bytes(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
-    return int(line.split()[1]) * 1024
 
 
 async def test_a_burst_of_logins_hashes_a_few_at_a_time(tmp_path: Path) -> None:

@@ -19,11 +19,18 @@ import pytest
 import trio
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from tests.e2e.processes import flowtrux, running
+from tests.e2e.processes import (
+    EMAIL,
+    PASSWORD,
+    create_owner,
+    create_workflow,
+    flowtrux,
+    rss_bytes,
+    running,
+)
 from tests.faults import write_lock_held
-from tests.support import Doc, chain, delay, transform, trigger
+from tests.support import chain, delay, transform, trigger
 
-EMAIL, PASSWORD = "op@example.com", "pw-pw-pw-pw"
 TERMINAL = {"complete", "error", "cancelled"}
 
 
@@ -36,29 +43,8 @@ def database(tmp_path: Path) -> Path:
 async def env(database: Path, tmp_path: Path) -> dict[str, str]:
     """The environment of a server on `database`, which has an owner who can log in."""
     env = {**os.environ, "FLOWTRUX_DATABASE_URL": f"sqlite:///{database}"}
-    await trio.run_process(
-        flowtrux("users", "create", "--email", EMAIL, "--password", PASSWORD,
-                 "--workspace", "Ops", "--role", "owner"),
-        env=env, cwd=tmp_path, capture_stdout=True,
-    )  # fmt: skip
+    await create_owner(env, tmp_path, EMAIL, PASSWORD)
     return env
-
-
-async def create_workflow(client: httpx.AsyncClient, doc: Doc) -> str:
-    """Log in as the owner and create `doc` in their workspace; return the workflow's id."""
-    login = await client.post("/api/auth/login", json={"email": EMAIL, "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    workspace_id = (await client.get("/api/auth/me")).json()["workspaces"][0]["id"]
-    created = await client.post("/api/workflows", json={"workspaceId": workspace_id, **doc})
-    assert created.status_code == 201, created.text
-    workflow_id: str = created.json()["workflow"]["id"]
-    return workflow_id
-
-
-def rss_bytes(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
-    return int(line.split()[1]) * 1024
 
 
 def executions_in(database: Path) -> list[str]:

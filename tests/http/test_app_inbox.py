@@ -10,269 +10,37 @@ after a hypercorn upgrade, upstream has fixed that bug, and the correction and i
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
-import attrs
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import hypercorn.config
-import hypercorn.trio
 import pytest
 import trio
 import trio.testing
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from flowtrux.http import hypercorn_fixes
 from flowtrux.http.hypercorn_fixes import app_inbox
+from flowtrux.http.hypercorn_fixes.fix import Fix
+from tests.http.bare import serving
+from tests.http.probe import (
+    TIMEOUT,
+    UPSTREAM_WAIT,
+    H2Client,
+    Probe,
+    Seen,
+    chunked_request,
+    h2_connection,
+    read_until,
+)
 
-TIMEOUT = 5  # seconds: what "at once" may take on a slow machine
-UPSTREAM_WAIT = 1  # seconds given to upstream to show it does not do it
 PIECES = [b"x" * 100] * 9  # 9 pieces and the end of the body: the queue's 10 messages
-Head = Sequence[tuple[bytes, bytes]]
-
-
-@attrs.frozen
-class Seen:
-    """How the app had handled a request, at some moment."""
-
-    received: list[str]  # the types of the messages it had received
-    cancelled: bool
-    ended: bool
-
-
-@attrs.define
-class Handling:
-    """How the app handled one request."""
-
-    path: str
-    received: list[str] = attrs.Factory(list)  # the types of the messages it received
-    cancelled: bool = False
-    ended: trio.Event = attrs.Factory(trio.Event)
-
-    def seen(self) -> Seen:
-        return Seen(list(self.received), self.cancelled, self.ended.is_set())
-
-    async def read_until_disconnect(self, receive: ASGIReceiveCallable) -> None:
-        while not self.received or self.received[-1] != "http.disconnect":
-            self.received.append((await receive())["type"])
-
-    async def read_body(self, receive: ASGIReceiveCallable) -> bytes:
-        body = bytearray()
-        while True:
-            message = await receive()
-            self.received.append(message["type"])
-            if message["type"] != "http.request":
-                return bytes(body)
-            body += message["body"]
-            if not message["more_body"]:
-                return bytes(body)
-
-
-class Probe:
-    """Raw ASGI app that records how it handled each request.
-
-    - `/hold` reads nothing until `release` is set, then reads until `http.disconnect`;
-    - `/answer` waits for `release`, answers without reading, then reads until
-      `http.disconnect`;
-    - `/work` reads its body, then works (like a password hash) until it is cancelled;
-    - `/refuse` waits for `release`, then answers 413 without reading;
-    - `/stream` sends the start of an answer, waits for `release`, then ends it;
-    - `/size` reads its body and answers with its size;
-    - any other path reads its body and sends it back.
-    """
-
-    def __init__(self) -> None:
-        self.release = trio.Event()
-        self.handled: list[Handling] = []
-
-    def handling(self, path: str) -> Handling:
-        return next(handling for handling in self.handled if handling.path == path)
-
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        assert scope["type"] == "http"
-        handling = Handling(scope["path"])
-        self.handled.append(handling)
-        try:
-            await self._handle(handling, receive, send)
-        except trio.Cancelled:
-            handling.cancelled = True
-            raise
-        finally:
-            handling.ended.set()
-
-    async def _handle(
-        self, handling: Handling, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        match handling.path:
-            case "/hold":
-                await self.release.wait()
-                await handling.read_until_disconnect(receive)
-            case "/answer":
-                await self.release.wait()
-                await answer(send, 200, b"answered")
-                await handling.read_until_disconnect(receive)
-            case "/work":
-                await handling.read_body(receive)
-                await trio.sleep_forever()
-            case "/refuse":
-                await self.release.wait()
-                await answer(send, 413, b"too large")
-            case "/stream":
-                await send({"type": "http.response.start", "status": 200, "headers": []})
-                await send({"type": "http.response.body", "body": b"first,", "more_body": True})
-                await self.release.wait()
-                await send({"type": "http.response.body", "body": b"last", "more_body": False})
-            case "/size":
-                await answer(send, 200, b"%d" % len(await handling.read_body(receive)))
-            case _:
-                await answer(send, 200, await handling.read_body(receive))
-
-
-async def answer(send: ASGISendCallable, status: int, body: bytes) -> None:
-    headers = [(b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-@asynccontextmanager
-async def serving(app: Probe) -> AsyncIterator[int]:
-    """Run hypercorn (trio worker) on an ephemeral port; yield the port; shut down on exit."""
-    config = hypercorn.config.Config()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.graceful_timeout = 1.0
-    shutdown = trio.Event()
-    async with trio.open_nursery() as nursery:
-        serve = functools.partial(hypercorn.trio.serve, app, config, shutdown_trigger=shutdown.wait)
-        binds: list[str] = await nursery.start(serve)
-        try:
-            yield int(binds[0].rsplit(":", 1)[1])
-        finally:
-            shutdown.set()
-
-
-def chunked_request(path: str, pieces: list[bytes], *headers: str) -> bytes:
-    """An HTTP/1.1 POST with its body in `pieces` (chunked), and the end of the body."""
-    head = "".join(f"{header}\r\n" for header in headers)
-    request = f"POST {path} HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n{head}\r\n"
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
-    return request.encode() + chunks + b"0\r\n\r\n"
-
-
-async def read_until(stream: trio.SocketStream, needle: bytes) -> bytes:
-    """What the server sends until `needle` (or until it closes)."""
-    received = b""
-    with trio.fail_after(TIMEOUT):
-        while needle not in received:
-            data = await stream.receive_some()
-            if not data:
-                break
-            received += data
-    return received
-
-
-class H2Client:
-    """Just enough of an HTTP/2 client (h2c, prior knowledge) to send requests, reset them and
-    read the answers."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        self.conn.initiate_connection()
-        self.statuses: dict[int, int] = {}
-        self.informational: dict[int, list[int]] = {}
-        self.bodies: dict[int, bytes] = {}
-        self.ended: set[int] = set()
-
-    async def request(
-        self, path: str, pieces: list[bytes], *, end: bool = True, headers: Head = ()
-    ) -> int:
-        """Open a stream: a POST with its body in `pieces` (one DATA frame each), ended if
-        `end`; return its id."""
-        stream_id = self._open(path, pieces, end, headers)
-        await self.flush()
-        return stream_id
-
-    async def abandon(self, path: str, pieces: list[bytes], *, headers: Head = ()) -> None:
-        """A request with its whole body, reset in the same write."""
-        stream_id = self._open(path, pieces, True, headers)
-        await self.reset(stream_id)
-
-    def _open(self, path: str, pieces: list[bytes], end: bool, headers: Head) -> int:
-        stream_id: int = self.conn.get_next_available_stream_id()
-        head = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", path.encode())]
-        head += [(b":authority", b"test"), *headers]
-        self.conn.send_headers(stream_id, head, end_stream=end and not pieces)
-        for index, piece in enumerate(pieces, 1):
-            self.conn.send_data(stream_id, piece, end_stream=end and index == len(pieces))
-        return stream_id
-
-    async def reset(self, stream_id: int) -> None:
-        self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
-        await self.flush()
-
-    async def until(self, condition: Callable[[], bool]) -> None:
-        with trio.fail_after(TIMEOUT):
-            while not condition():
-                data = await self.stream.receive_some()
-                assert data, "the server closed the connection"
-                for event in self.conn.receive_data(data):
-                    self._record(event)
-                await self.flush()
-
-    async def answer(self, stream_id: int) -> tuple[int, bytes]:
-        await self.until(lambda: stream_id in self.ended)
-        return self.statuses[stream_id], self.bodies.get(stream_id, b"")
-
-    async def flush(self) -> None:
-        await self.stream.send_all(self.conn.data_to_send())
-
-    def _record(self, event: h2.events.Event) -> None:
-        match event:
-            case h2.events.InformationalResponseReceived(stream_id=stream_id, headers=headers):
-                status = int(dict(headers)[b":status"])
-                self.informational.setdefault(stream_id, []).append(status)
-            case h2.events.ResponseReceived(stream_id=stream_id, headers=headers):
-                self.statuses[stream_id] = int(dict(headers)[b":status"])
-            case h2.events.DataReceived(stream_id=stream_id, data=data):
-                self.bodies[stream_id] = self.bodies.get(stream_id, b"") + data
-                self.conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
-            case h2.events.StreamEnded(stream_id=stream_id):
-                self.ended.add(stream_id)
-
-
-@asynccontextmanager
-async def h2_connection(port: int) -> AsyncIterator[H2Client]:
-    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
-        client = H2Client(stream)
-        await client.flush()
-        yield client
 
 
 @pytest.fixture(autouse=True)
-def all_corrections_but_the_inbox(monkeypatch: pytest.MonkeyPatch) -> None:
+def all_corrections_but_the_inbox(
+    all_corrections_but: Callable[[Sequence[Fix]], None],
+) -> None:
     """Each test starts from hypercorn with every correction but `app_inbox`'s (without the
     others, upstream fails earlier, in other ways); monkeypatch puts things back afterwards."""
-    for fix in hypercorn_fixes.FIXES:
-        monkeypatch.setattr(fix.owner, fix.name, fix.corrected)
-    for fix in app_inbox.FIXES:
-        monkeypatch.setattr(fix.owner, fix.name, fix.original)
-
-
-def corrected() -> None:
-    hypercorn_fixes.apply()
-    assert hypercorn_fixes.is_applied()
+    all_corrections_but(app_inbox.FIXES)
 
 
 async def answered_then_told(http_version: str, wait: float) -> Seen:
@@ -298,11 +66,11 @@ async def answered_then_told(http_version: str, wait: float) -> Seen:
         return handling.seen()
 
 
+@pytest.mark.usefixtures("corrected")
 @pytest.mark.parametrize("http_version", ["HTTP/1.1", "HTTP/2"])
 async def test_an_app_learns_its_answer_is_over_whatever_its_queue_holds(
     http_version: str,
 ) -> None:
-    corrected()
     handling = await answered_then_told(http_version, TIMEOUT)
     # The disconnect first: no one is left to answer, so the unread body is not worth reading.
     assert handling.received == ["http.disconnect"]
@@ -340,9 +108,9 @@ async def left(port: int, how: str) -> AsyncIterator[None]:
 LEAVING = ["close", "reset", "drop"]
 
 
+@pytest.mark.usefixtures("corrected")
 @pytest.mark.parametrize("how", LEAVING)
 async def test_a_client_that_leaves_before_the_answer_stops_its_app(how: str) -> None:
-    corrected()
     probe = Probe()
     async with serving(probe) as port, left(port, how):
         with trio.fail_after(TIMEOUT):
@@ -379,8 +147,8 @@ async def resets_during_work(requests: int, wait: float) -> list[Seen]:
     return handled
 
 
+@pytest.mark.usefixtures("corrected")
 async def test_resetting_streams_cancels_the_work_of_their_apps() -> None:
-    corrected()
     handled = await resets_during_work(20, TIMEOUT)
     assert [(seen.ended, seen.cancelled) for seen in handled] == [(True, True)] * 20
 
@@ -405,8 +173,8 @@ async def refused_then_next(wait: float) -> tuple[int, bytes] | None:
     return None
 
 
+@pytest.mark.usefixtures("corrected")
 async def test_an_app_that_refuses_its_body_unread_leaves_the_connection_serving() -> None:
-    corrected()
     assert await refused_then_next(TIMEOUT) == (200, b"next")
 
 

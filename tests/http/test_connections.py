@@ -7,11 +7,10 @@ Raw clients: a plain socket for HTTP/1.1, `h2` with prior knowledge (h2c) for HT
 
 from __future__ import annotations
 
-import functools
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import h2.config
 import h2.connection
@@ -22,10 +21,11 @@ import hypercorn.trio
 import pytest
 import trio
 from hypercorn.trio.tcp_server import TCPServer
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
 
 from flowtrux.http import hypercorn_fixes
 from flowtrux.http.hypercorn_fixes.connections import Bounds, bound_connections
+from tests.http.bare import RawApp, RequestScope, server_config, serving
 
 BOUND = 0.5  # request_timeout and keep_alive_timeout of these servers, in seconds
 LONG = 3 * BOUND  # how long the slow answers take: longer than any bound
@@ -33,7 +33,7 @@ SLACK = 1.5  # how late a bound may act on a busy machine
 CHUNK = b"x" * 65_536
 
 
-class App:
+class App(RawApp):
     """Raw ASGI app. Reads the whole body, then: `/slow` answers after LONG, `/stream` sends a
     chunk every 0.1 s for LONG, `/endless` sends 64 KiB chunks until the client goes; anything
     else answers at once. Counts the requests it got and those still waiting for their body."""
@@ -44,14 +44,9 @@ class App:
         self.none_reading = trio.Event()
         self.none_reading.set()
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    async def request(
+        self, scope: RequestScope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
         self.requests += 1
         if await self._read_body(receive):
             await self._answer(scope["path"], send)
@@ -90,43 +85,12 @@ class App:
         await send({"type": "http.response.body", "body": b"done", "more_body": False})
 
 
-@pytest.fixture(autouse=True)
-def upstream(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Start each test from upstream hypercorn (serving elsewhere in the suite applies the
-    corrections for the whole process); monkeypatch puts things back afterwards."""
-    for fix in hypercorn_fixes.FIXES:
-        monkeypatch.setattr(fix.owner, fix.name, fix.original)
-
-
-@pytest.fixture
-def corrected(upstream: None) -> None:
-    hypercorn_fixes.apply()
-    assert hypercorn_fixes.is_applied()
-
-
 def config(
     max_connections: int | None = None, keep_alive_timeout: float = BOUND
 ) -> hypercorn.config.Config:
-    config = hypercorn.config.Config()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.keep_alive_timeout = keep_alive_timeout
-    config.graceful_timeout = BOUND
+    config = server_config(keep_alive_timeout=keep_alive_timeout, graceful_timeout=BOUND)
     bound_connections(config, Bounds(request_timeout=BOUND, max_connections=max_connections))
     return config
-
-
-@asynccontextmanager
-async def serving(app: App, config: hypercorn.config.Config) -> AsyncIterator[int]:
-    """Run hypercorn (trio worker) on an ephemeral port; yield the port; shut down on exit."""
-    shutdown = trio.Event()
-    async with trio.open_nursery() as nursery:
-        serve = functools.partial(hypercorn.trio.serve, app, config, shutdown_trigger=shutdown.wait)
-        binds: list[str] = await nursery.start(serve)
-        try:
-            yield int(binds[0].rsplit(":", 1)[1])
-        finally:
-            shutdown.set()
 
 
 async def closed_by_server(stream: trio.SocketStream, within: float) -> float:

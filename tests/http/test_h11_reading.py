@@ -10,22 +10,16 @@ upstream has fixed that bug, and the correction and its tests can go.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import pytest
 import trio
 import trio.testing
 
-from flowtrux.http import hypercorn_fixes
 from flowtrux.http.hypercorn_fixes import h11_reading
-from tests.http.test_app_inbox import (
-    TIMEOUT,
-    UPSTREAM_WAIT,
-    Probe,
-    Seen,
-    corrected,
-    h2_connection,
-    read_until,
-    serving,
-)
+from flowtrux.http.hypercorn_fixes.fix import Fix
+from tests.http.bare import serving
+from tests.http.probe import TIMEOUT, UPSTREAM_WAIT, Probe, Seen, h2_connection, read_until
 
 STREAM = b"GET /stream HTTP/1.1\r\nHost: test\r\n\r\n"
 BEHIND = {"stray CRLF": b"\r\n", "pipelined request": b"GET /echo HTTP/1.1\r\nHost: test\r\n\r\n"}
@@ -33,13 +27,12 @@ MiB = 2**20
 
 
 @pytest.fixture(autouse=True)
-def all_corrections_but_the_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+def all_corrections_but_the_reading(
+    all_corrections_but: Callable[[Sequence[Fix]], None],
+) -> None:
     """Each test starts from hypercorn with every correction but `h11_reading`'s;
     monkeypatch puts things back afterwards."""
-    for fix in hypercorn_fixes.FIXES:
-        monkeypatch.setattr(fix.owner, fix.name, fix.corrected)
-    for fix in h11_reading.FIXES:
-        monkeypatch.setattr(fix.owner, fix.name, fix.original)
+    all_corrections_but(h11_reading.FIXES)
 
 
 async def closed_behind(behind: bytes, wait: float) -> Seen:
@@ -58,9 +51,9 @@ async def closed_behind(behind: bytes, wait: float) -> Seen:
     return seen
 
 
+@pytest.mark.usefixtures("corrected")
 @pytest.mark.parametrize("behind", BEHIND.values(), ids=BEHIND.keys())
 async def test_a_close_behind_a_whole_request_reaches_its_app(behind: bytes) -> None:
-    corrected()
     seen = await closed_behind(behind, TIMEOUT)
     assert seen.ended
     assert seen.cancelled  # it had not ended its answer
@@ -72,8 +65,8 @@ async def test_upstream_stops_reading_behind_a_whole_request(behind: bytes) -> N
     assert not seen.ended
 
 
+@pytest.mark.usefixtures("corrected")
 async def test_pipelined_requests_are_answered_in_order() -> None:
-    corrected()
     probe = Probe()
     second, third = (
         b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
@@ -89,10 +82,10 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
     assert received.index(b"last") < received.index(b"second") < received.index(b"third")
 
 
+@pytest.mark.usefixtures("corrected")
 async def test_reading_stops_once_a_little_is_held() -> None:
     """Reading on while paused must not read without bound: a pipelined 32 MiB body waits in
     the client's and the kernel's buffers (a few MiB), not in the server's memory."""
-    corrected()
     probe = Probe()
     body = b"x" * (32 * MiB)
     post = b"POST /size HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n" % len(body)
@@ -130,8 +123,8 @@ async def answer_to_expect_100(path: str) -> bytes:
         return await read_until(stream, b"too large")
 
 
+@pytest.mark.usefixtures("corrected")
 async def test_no_100_continue_before_an_answer_that_does_not_read_the_body() -> None:
-    corrected()
     received = await answer_to_expect_100("/refuse")
     assert received.startswith(b"HTTP/1.1 413 ")
     assert b" 100 " not in received
@@ -142,8 +135,8 @@ async def test_upstream_sends_100_continue_before_any_check() -> None:
     assert received.startswith(b"HTTP/1.1 100 ")
 
 
+@pytest.mark.usefixtures("corrected")
 async def test_100_continue_goes_out_once_the_app_reads_the_body() -> None:
-    corrected()
     async with serving(Probe()) as port, await trio.open_tcp_stream("127.0.0.1", port) as stream:
         await stream.send_all(expecting("/echo", 5))
         assert (await read_until(stream, b"\r\n\r\n")).startswith(b"HTTP/1.1 100 ")
@@ -152,10 +145,10 @@ async def test_100_continue_goes_out_once_the_app_reads_the_body() -> None:
     assert received.startswith(b"HTTP/1.1 200 ")
 
 
+@pytest.mark.usefixtures("corrected")
 async def test_http2_sends_no_100_continue() -> None:
     """RFC 9113 allows 100 on HTTP/2; hypercorn sends none, before checks or after: nothing to
     correct there."""
-    corrected()
     probe = Probe()
     probe.release.set()
     expect = [(b"expect", b"100-continue")]

@@ -8,7 +8,6 @@ A correct server must then stop accepting body chunks from the ASGI app.
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -18,14 +17,13 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.events
-import hypercorn.config
-import hypercorn.trio
 import pytest
 import trio
 from hypercorn.protocol.h2 import StreamBuffer
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
 
 from flowtrux.http import hypercorn_fixes
+from tests.http.bare import RawApp, RequestScope, serving
 
 MiB = 2**20
 CHUNK = b"x" * (16 * 1024)
@@ -34,21 +32,16 @@ UNBOUNDED = 20 * MiB  # unpatched: reached in well under a second
 APP_CAP = 32 * MiB  # the app stops writing here, so an unpatched run cannot eat all memory
 
 
-class EndlessBody:
+class EndlessBody(RawApp):
     """Raw ASGI app: answers any request with 16 KiB chunks forever; counts what `send` took."""
 
     def __init__(self) -> None:
         self.sent = 0
         self.unbounded = trio.Event()  # set once more than UNBOUNDED bytes were accepted
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    async def request(
+        self, scope: RequestScope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._cancel_on_disconnect, receive, nursery.cancel_scope)
             await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -64,23 +57,6 @@ class EndlessBody:
         while (await receive())["type"] != "http.disconnect":
             pass
         scope.cancel()
-
-
-@asynccontextmanager
-async def serving(app: EndlessBody) -> AsyncIterator[int]:
-    """Run hypercorn (trio worker) on an ephemeral port; yield the port; shut down on exit."""
-    config = hypercorn.config.Config()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.graceful_timeout = 1.0
-    shutdown = trio.Event()
-    async with trio.open_nursery() as nursery:
-        serve = functools.partial(hypercorn.trio.serve, app, config, shutdown_trigger=shutdown.wait)
-        binds: list[str] = await nursery.start(serve)
-        try:
-            yield int(binds[0].rsplit(":", 1)[1])
-        finally:
-            shutdown.set()
 
 
 @asynccontextmanager
@@ -106,19 +82,15 @@ async def stalled_get(port: int) -> AsyncIterator[None]:
         yield
 
 
-@pytest.fixture(autouse=True)
-def original_pop(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """Start each test from upstream hypercorn (serving elsewhere in the suite applies the
-    corrections for the whole process); monkeypatch puts things back afterwards."""
-    for fix in hypercorn_fixes.FIXES:
-        monkeypatch.setattr(fix.owner, fix.name, fix.original)
+@pytest.fixture
+def original_pop(upstream: None) -> Callable[..., Any]:
+    """Upstream's `StreamBuffer.pop` (each test starts from upstream hypercorn: conftest.py)."""
     original: Callable[..., Any] = StreamBuffer.pop
     return original
 
 
+@pytest.mark.usefixtures("corrected")
 async def test_patched_writer_is_bounded_when_client_stops_reading() -> None:
-    hypercorn_fixes.apply()
-    assert hypercorn_fixes.is_applied()
     app = EndlessBody()
     async with serving(app) as port, stalled_get(port):
         await trio.sleep(1.0)
