@@ -65,8 +65,9 @@ class StoreUnavailable(FlowtruxError):
 
     retry_after_s = 5
 
-    def __init__(self, cause: str) -> None:
+    def __init__(self, cause: str, *, full: bool = False) -> None:
         self.cause = cause
+        self.full = full  # out of space: what it cannot take now it may never take
         super().__init__(
             "The store cannot answer right now; nothing was changed. Try again in a few seconds."
         )

@@ -5,9 +5,10 @@ import logging
 import attrs
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from flowtrux import errors
+from flowtrux.http.json_response import JSONResponse
 
 logger = logging.getLogger(__name__)
 

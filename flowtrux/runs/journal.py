@@ -6,9 +6,10 @@ transaction, then publishes the events it wrote. A run's terminal record waits f
 
 Nothing queued is dropped while the writer runs:
 - while the store cannot answer (locked, unreachable, full), the writer tries again, with growing
-  pauses, until it can; streams wait meanwhile, and runs pause before their next node. A batch
-  that keeps failing is written in smaller transactions (halves, down to single records; a run's
-  terminal event always with its status), which a nearly full disk may still take;
+  pauses, until it can; streams wait meanwhile, and runs pause before their next node. A batch a
+  full store keeps failing is written in smaller transactions (halves, down to single records;
+  a run's terminal event always with its status), which a nearly full disk may still take; a
+  single record that still does not fit is refused, as below, so that other runs go on;
 - when the store refuses a batch (a value JSON cannot carry, a broken constraint), each run's
   records are written on their own, so that only the run holding the refused record is touched:
   its records are then written one at a time, a stand-in takes the place of each one refused,
@@ -45,7 +46,7 @@ from flowtrux.timestamps import utc_now
 logger = logging.getLogger(__name__)
 
 MAX_PENDING_RECORDS = 10_000  # past this, runs wait before starting another node
-ATTEMPTS_BEFORE_SPLITTING = 3
+ATTEMPTS_WHEN_FULL = 3  # then a batch is split, and a single unit is refused
 OUTAGE_REPORT_S = 30.0
 
 
@@ -128,29 +129,33 @@ class Journal:
             records = [self._as_stored(record) for record in records]
         if not records:
             return
-        halves = _halves(records)
         try:
-            appended = await self._write(records, ATTEMPTS_BEFORE_SPLITTING if halves else None)
-        except StoreUnavailable:
-            logger.warning("writing %d journal records in smaller transactions", len(records))
-            for half in halves:
-                await self._store(half)
+            appended = await self._write(records)
+        except StoreUnavailable as full:  # it stayed full: less at once may fit
+            if halves := _halves(records):
+                logger.warning("writing %d journal records in smaller transactions", len(records))
+                for half in halves:
+                    await self._store(half)
+            else:  # one unit that does not fit: its run fails, the others go on
+                await self._isolate(records, full)
         except Exception as refusal:  # the store refused something in `records`
             traceback.clear_frames(refusal.__traceback__)  # they hold the batch, encoded
             await self._isolate(records, refusal)
         else:
             self._publish(appended)
 
-    async def _write(self, records: Sequence[JournalRecord], attempts: int | None) -> Appended:
-        """Write `records` in one transaction, trying again while the store cannot answer: for
-        ever, or `attempts` times and then raise StoreUnavailable. Raises what the store raised
-        when it refused them."""
-        for attempt, pause in enumerate(pauses(0.05, 2.0), start=1):
+    async def _write(self, records: Sequence[JournalRecord]) -> Appended:
+        """Write `records` in one transaction, trying again while the store cannot answer:
+        for ever, unless it is full `ATTEMPTS_WHEN_FULL` times in a row (then StoreUnavailable is
+        raised). Raises what the store raised when it refused them."""
+        full = 0
+        for pause in pauses(0.05, 2.0):
             try:
                 appended = await self.store.append(records)
             except StoreUnavailable as exc:
                 self._note_unavailable(exc, len(records))
-                if attempt == attempts:
+                full = full + 1 if exc.full else 0
+                if full == ATTEMPTS_WHEN_FULL:
                     raise
             except Exception:
                 self._note_available()  # it answered, if only to refuse
@@ -188,14 +193,14 @@ class Journal:
         """Write one unit of a refused run, or stand-ins in its place. Raises _GaveUp."""
         unit = [self._as_stored(record) for record in unit]
         try:
-            appended = await self._write(unit, None)
+            appended = await self._write(unit)
         except Exception as refusal:
             traceback.clear_frames(refusal.__traceback__)
             replacement = [new for old in unit if (new := stand_in(old, refusal)) is not None]
             if not replacement:
                 return
             try:
-                appended = await self._write(replacement, None)
+                appended = await self._write(replacement)
             except Exception as again:
                 logger.error(
                     "execution %s: the store refused even a stand-in; its streams end without"

@@ -61,8 +61,9 @@ class RunManager:
     ) -> Run:
         """Store a RUNNING execution and start running it.
 
-        Raises ShuttingDown, TooManyRequests, StoreUnavailable (also while the journal cannot
-        store what runs already send).
+        Raises ShuttingDown (also when the shutdown begins while its row waits for the store),
+        TooManyRequests, StoreUnavailable (also while the journal cannot store what runs
+        already send).
         """
         self._check_capacity(workflow.workspace_id)
         if not self.journal.store_available:
@@ -70,26 +71,33 @@ class RunManager:
         run = Run(new_id("exec"), workflow, workflow.graph, body)
         self._runs[run.execution_id] = run  # holds the slot while the row is written
         try:
-            await self.executions.create(
-                NewExecution(
-                    run.execution_id,
-                    workflow.id,
-                    workflow.workspace_id,
-                    workflow.name,
-                    "manual",
-                    trigger_data(run.graph.trigger.config.get("staticData", {}), body),
-                    started_by,
-                    self.process_id,
-                    utc_now(),
+            with run.starting:
+                await self.executions.create(
+                    NewExecution(
+                        run.execution_id,
+                        workflow.id,
+                        workflow.workspace_id,
+                        workflow.name,
+                        "manual",
+                        trigger_data(run.graph.trigger.config.get("staticData", {}), body),
+                        started_by,
+                        self.process_id,
+                        utc_now(),
+                    )
                 )
-            )
         except BaseException:
-            del self._runs[run.execution_id]
-            run.finished.set()  # it never started: nothing, `drain()` included, waits for it
+            self._never_started(run)
             raise
+        if run.starting.cancelled_caught:  # the shutdown began: its row was not written
+            self._never_started(run)
+            raise ShuttingDown()
         self.hub.open(run.execution_id)
         self._nursery.start_soon(self._drive, run, name=f"run {run.execution_id}")
         return run
+
+    def _never_started(self, run: Run) -> None:
+        del self._runs[run.execution_id]
+        run.finished.set()  # nothing, `drain()` included, waits for it
 
     def _check_capacity(self, workspace_id: str) -> None:
         if self._closing:

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from flowtrux.engine.states import RunStatus
+from flowtrux.errors import StoreUnavailable
 from flowtrux.runs import payloads
 from flowtrux.runs.outcome import Outcome
 from flowtrux.store.executions import Finish, JournalRecord, NewEvent, NodeLogRecord
@@ -36,6 +37,8 @@ def run_refused(refusal: Exception) -> str:
 
 
 def describe(refusal: Exception) -> str:
+    if isinstance(refusal, StoreUnavailable):  # full, and what it was asked to take cannot fit
+        return storable_text(refusal.cause[:300])
     return storable_text(f"{type(refusal).__name__}: {refusal}"[:300])
 
 
@@ -58,8 +61,9 @@ def stand_in(record: JournalRecord, refusal: Exception) -> JournalRecord | None:
     match record:
         case NewEvent(payload=payload):
             return attrs.evolve(record, payload=_summary(payload, "event", refusal))
-        case NodeLogRecord(log=log):
-            return attrs.evolve(record, log=_summary(log, "log", refusal))
+        case NodeLogRecord(node_id=node_id, log=log):
+            summary = _summary(log, "log", refusal)
+            return attrs.evolve(record, node_id=storable_text(node_id), log=summary)
         case Finish():
             return record
         case _:

@@ -14,7 +14,8 @@ class Run:
     workflow: Workflow
     graph: Graph
     body: dict[str, object]
-    cancel_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    starting: trio.CancelScope = attrs.field(factory=trio.CancelScope)  # writing its row
+    cancel_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)  # running it
     cancel_reason: str | None = None
     failure: str | None = None  # set when the run cannot go on: it ends FAILED with this
     background: bool = False
@@ -30,6 +31,7 @@ class Run:
         """Stop the run at its next checkpoint; the first reason given is the one reported."""
         if self.cancel_reason is None:
             self.cancel_reason = reason
+        self.starting.cancel()
         self.cancel_scope.cancel()
 
     def fail(self, reason: str) -> None:

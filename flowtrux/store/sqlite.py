@@ -109,7 +109,8 @@ class SQLiteDatabase:
                 code = _primary_code(exc)
                 locked_for_now = code in _LOCKED and trio.current_time() + pause < give_up_at
                 if not locked_for_now and code in _UNAVAILABLE:
-                    raise StoreUnavailable(f"SQLite: {exc}") from exc
+                    full = code == sqlite3.SQLITE_FULL
+                    raise StoreUnavailable(f"SQLite: {exc}", full=full) from exc
                 if not locked_for_now:
                     raise
             await trio.sleep(pause)

@@ -206,3 +206,17 @@ async def test_a_record_the_store_refuses_fails_only_its_own_run(server: Server)
         assert body["error"].startswith(error)
         assert await statuses(ada, body["executionId"]) == ["FAILED"]
         assert await running(ada, bob) == []
+
+
+async def test_a_workflow_an_earlier_version_stored_with_a_lone_surrogate_can_be_read(
+    server: Server,
+) -> None:
+    space = await server.member("ada@example.com")
+    doc = chain(trigger(), transform("t", "half a pair: \ud800"))  # in its JSON definition
+    stored = await server.store.workflows.create(space, "Old", doc["nodes"], doc["edges"])
+    async with new_user_client(server) as ada:
+        await logged_in(ada, "ada@example.com")
+        response = await ada.get(f"/api/workflows/{stored.id}")
+        assert response.status_code == 200, response.text
+        assert b"\\ud800" in response.content  # escaped: UTF-8 cannot carry it
+        assert response.json()["workflow"]["nodes"] == doc["nodes"]  # read back as stored

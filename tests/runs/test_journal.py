@@ -11,8 +11,9 @@ import pytest
 import trio
 import trio.testing
 
-from flowtrux.engine.events import NodeStarted
-from flowtrux.engine.states import RunStatus
+from flowtrux.engine.events import NodeCompleted, NodeStarted
+from flowtrux.engine.logs import ExecutionLog
+from flowtrux.engine.states import NodeStatus, RunStatus
 from flowtrux.errors import StoreUnavailable
 from flowtrux.runs.feed import Feed
 from flowtrux.runs.hub import Hub
@@ -211,7 +212,7 @@ class SmallTransactions(ExecutionStore):
 
     async def append(self, records: Sequence[JournalRecord]) -> Appended:
         if len(records) > self.most:
-            raise StoreUnavailable("SQLite: database or disk is full")
+            raise StoreUnavailable("SQLite: database or disk is full", full=True)
         appended = await super().append(records)
         self.taken.append(list(records))
         return appended
@@ -237,3 +238,47 @@ async def test_a_batch_the_store_keeps_failing_is_written_in_smaller_transaction
     assert isinstance(with_end[-2], NewEvent)  # the terminal event, with its status
     assert with_end[-2].terminal
     assert journal.store_available
+
+
+TOO_BIG = "more than the disk has room for"
+
+
+@attrs.frozen
+class NoRoomFor(ExecutionStore):
+    """The real store, except that it never has room for a record whose output is TOO_BIG,
+    as a full disk has none for an 80 MB event."""
+
+    async def append(self, records: Sequence[JournalRecord]) -> Appended:
+        if any(_output_of(record) == TOO_BIG for record in records):
+            raise StoreUnavailable("SQLite: database or disk is full", full=True)
+        return await super().append(records)
+
+
+def _output_of(record: JournalRecord) -> object:
+    payload = record.payload if isinstance(record, NewEvent) else getattr(record, "log", None)
+    return payload.get("output") if isinstance(payload, dict) else None
+
+
+async def test_a_record_a_full_store_has_no_room_for_fails_its_run_and_the_others_go_on(
+    store: Store, save_workflow: SaveWorkflow
+) -> None:
+    for execution_id in ("exec-big", "exec-ok"):
+        await new_execution(store, save_workflow, execution_id)
+    journal = Journal(NoRoomFor(store.db), Hub())
+    big = ExecutionLog("n1", "Big", "transform", NodeStatus.SUCCESS, output=TOO_BIG)
+    async with writing(journal):
+        recorders = {e: journal.recorder(e) for e in ("exec-big", "exec-ok")}
+        recorders["exec-big"].emit(NodeCompleted(big))
+        recorders["exec-ok"].emit(NodeStarted("n1", "Small", "transform"))
+        with trio.fail_after(10):
+            async with trio.open_nursery() as ends:
+                for recorder in recorders.values():
+                    ends.start_soon(recorder.finish, Outcome.completed(None), 5)
+    assert await stored(store, "exec-ok") == [(1, "node_start"), (2, "complete")]
+    assert (await status(store, "exec-ok"))[0] is RunStatus.COMPLETED
+    big_status, error = await status(store, "exec-big")
+    assert big_status is RunStatus.FAILED
+    assert error == "FlowTrux could not store this run's events (SQLite: database or disk is full)"
+    events = (await store.executions.events_after("exec-big", 0)).events
+    assert [(e.seq, e.name) for e in events] == [(1, "node_complete"), (2, "error")]
+    assert json.loads(events[0].data)["output"] is None  # the stand-in keeps no data

@@ -1,6 +1,7 @@
 """The run manager against a real SQLite store: outcomes, detaching, shutdown, fan-out."""
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from flowtrux.runs.manager import RunManager, RunSettings
 from flowtrux.runs.outcome import CANCELLED_BY_SHUTDOWN, CANCELLED_BY_USER
 from flowtrux.store.executions import StoredEvent
 from flowtrux.store.store import Store
+from tests.faults import write_lock_held
 from tests.runs.conftest import SaveWorkflow, collect
 from tests.support import chain, delay, fail, transform, trigger
 
@@ -192,3 +194,43 @@ async def test_a_run_that_crashes_fails_alone(
     assert "server log" in data(events[-1])["error"]
     healthy = await manager.start(await save_workflow(chain(trigger())), {}, started_by=None)
     assert names(await collect(manager.subscribe(healthy.execution_id)))[-1] == "complete"
+
+
+async def test_a_node_id_the_store_refuses_fails_its_run_with_every_event_and_log(
+    manager: RunManager, store: Store, save_workflow: SaveWorkflow
+) -> None:
+    # A lone surrogate in a node's id: the door refuses it now, an earlier version saved it.
+    doc = chain(trigger(), transform("x\ud800", 1), transform("after", 2), transform("end", 3))
+    run = await manager.start(await save_workflow(doc), {}, started_by=None)
+    events = await collect(manager.subscribe(run.execution_id))
+    assert [event.seq for event in events] == list(range(1, len(events) + 1))
+    assert [event.name for event in events if event.terminal] == ["error"]
+    assert events[-1].terminal
+    starts = [data(e)["nodeId"] for e in events if e.name == "node_start"]
+    assert sorted(starts) == sorted(data(e)["nodeId"] for e in events if e.name == "node_complete")
+    execution = await store.executions.get(run.execution_id)
+    assert execution is not None
+    assert execution.summary.status is RunStatus.FAILED
+    assert [log["nodeId"] for log in execution.logs] == ["trigger", "x\\ud800", "after", "end"]
+
+
+async def test_the_shutdown_does_not_wait_for_runs_whose_row_waits_for_the_store(
+    manager: RunManager, save_workflow: SaveWorkflow, tmp_path: Path
+) -> None:
+    workflow = await save_workflow(chain(trigger()))
+    refused = []
+
+    async def start() -> None:
+        with pytest.raises(ShuttingDown):
+            await manager.start(workflow, {}, started_by=None)
+        refused.append(trio.current_time())
+
+    with write_lock_held(tmp_path / "runs.db"):
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):  # each row waits for the lock, up to 5 s, one after the other
+                nursery.start_soon(start)
+            await trio.sleep(0.5)
+            with trio.fail_after(1):
+                await manager.drain()
+    assert len(refused) == 4
+    assert manager.running() == []

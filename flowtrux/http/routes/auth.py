@@ -1,12 +1,13 @@
 """Login, logout and who am I."""
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from flowtrux.errors import BadRequest, InvalidCredentials
 from flowtrux.http.access import SESSION_COOKIE, current_user
 from flowtrux.http.body import json_object
+from flowtrux.http.json_response import JSONResponse
 from flowtrux.http.services import services
 from flowtrux.http.views import membership_view, user_view
 from flowtrux.passwords import hash_password, needs_rehash, verify_password

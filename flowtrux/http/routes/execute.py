@@ -9,7 +9,7 @@ from functools import partial
 
 import trio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -19,6 +19,7 @@ from flowtrux.errors import EndNotStored
 from flowtrux.http.access import current_user, workflow_for
 from flowtrux.http.body import json_object
 from flowtrux.http.disconnect import cancel_on_disconnect
+from flowtrux.http.json_response import JSONResponse
 from flowtrux.http.services import Services, services
 from flowtrux.http.sse import EventStreamResponse
 from flowtrux.runs.run import Run

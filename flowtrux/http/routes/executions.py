@@ -2,13 +2,14 @@
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from flowtrux.access import Permission
 from flowtrux.engine.states import RunStatus
 from flowtrux.errors import BadRequest, Conflict, NotFound
 from flowtrux.http.access import current_user, require
+from flowtrux.http.json_response import JSONResponse
 from flowtrux.http.params import MAX_SEQ, whole_number
 from flowtrux.http.services import services
 from flowtrux.http.sse import EventStreamResponse

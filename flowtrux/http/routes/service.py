@@ -3,10 +3,11 @@
 import logging
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from flowtrux.errors import StoreUnavailable
+from flowtrux.http.json_response import JSONResponse
 from flowtrux.http.services import services
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from flowtrux.access import Permission
@@ -15,6 +15,7 @@ from flowtrux.engine.validation import validate_workflow
 from flowtrux.errors import BadRequest, InvalidWorkflow, NotFound
 from flowtrux.http.access import current_user, require, workflow_for
 from flowtrux.http.body import json_object
+from flowtrux.http.json_response import JSONResponse
 from flowtrux.http.services import services
 from flowtrux.http.views import workflow_summary_view, workflow_view
 
