@@ -55,6 +55,8 @@ class TooManyRequests(FlowtruxError):
 
 
 class ShuttingDown(FlowtruxError):
+    retry_after_s = 5  # another process, or this one restarted, may take it by then
+
     def __init__(self) -> None:
         super().__init__("The server is shutting down and starts no new runs; try again shortly.")
 

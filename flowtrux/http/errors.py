@@ -30,6 +30,7 @@ STATUS_AND_CODE: dict[type[errors.FlowtruxError], tuple[int, str]] = {
 
 RETRY_LATER = (
     errors.TooManyRequests,
+    errors.ShuttingDown,
     errors.StoreUnavailable,
     errors.EndNotStored,
     errors.ServerBusy,

@@ -103,7 +103,9 @@ async def test_sigterm_while_the_store_is_locked_ends_the_server(
     assert unavailable.headers["content-type"] == "application/json"
     assert int(unavailable.headers["retry-after"]) > 0
     body = unavailable.json()
-    assert body["code"] == "store_unavailable"
+    # Its row waited for the lock when the signal came: the shutdown gave up on it, unless the
+    # lock wait had run out just before.
+    assert body["code"] in {"shutting_down", "store_unavailable"}, body
     assert isinstance(body["error"], str)
     assert body["error"].strip()
     # The stream's run could not store its end: its stream may end without a terminal event,
