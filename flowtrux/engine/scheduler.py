@@ -22,6 +22,7 @@ from flowtrux.engine.events import NodeCompleted, NodeEvent, NodeSkipped, NodeSt
 from flowtrux.engine.graph import Edge, Graph, Node
 from flowtrux.engine.logs import ExecutionLog
 from flowtrux.engine.nodes import NODE_TYPES, NodeContext, NodeResult
+from flowtrux.engine.sizes import check_output
 from flowtrux.engine.states import NODE_TRANSITIONS, NodeStatus, transition
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ async def _always_ready() -> None:
 class Limits:
     run_timeout_s: float = 900.0
     max_concurrent_nodes: int = 16
+    max_output_bytes: int = 4 * 1024 * 1024  # a node's output, as compact JSON
 
 
 class RunFailed(Exception):
@@ -84,7 +86,6 @@ class _Run:
     _waiting: dict[str, int] = attrs.field(init=False)  # incoming edges not yet settled
     _inputs: defaultdict[str, dict[str, Any]] = attrs.field(init=False)  # live inputs so far
     _scope: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False)
-    _outputs: dict[str, Any] = attrs.field(factory=dict, init=False)  # by node type or "last"
     _attempts_made: dict[str, int] = attrs.field(factory=dict, init=False)
     _failure: RunFailed | None = attrs.field(default=None, init=False)
     _nursery: trio.Nursery = attrs.field(init=False)
@@ -111,7 +112,20 @@ class _Run:
             raise self._failure
         if run_timer.cancelled_caught:
             raise RunFailed(f"the run timed out after {self.limits.run_timeout_s:g} s")
-        return self._outputs.get("response", self._outputs.get("last"))
+        return self._output()
+
+    def _output(self) -> Any:
+        """The run's output: the `response` node's when one ran (the first in the document),
+        else the one sink's that ran, else the outputs of the sinks that ran by node id."""
+        ran = [node for node in self.graph.nodes if node.id in self._scope]
+        for node in ran:
+            if node.type == "response":
+                return self._scope[node.id]["output"]
+        sinks = {node.id: self._scope[node.id]["output"] for node in ran if self._is_sink(node)}
+        return next(iter(sinks.values())) if len(sinks) == 1 else sinks
+
+    def _is_sink(self, node: Node) -> bool:
+        return not self.graph.outgoing[node.id]
 
     async def _run_node(self, node: Node) -> None:
         # Acquiring checkpoints: a node started by a run that is being cancelled never begins.
@@ -121,7 +135,8 @@ class _Run:
             self._settle(node, log)  # holding the slot: a failed run hands it to nobody
 
     async def _execute(self, node: Node) -> ExecutionLog:
-        context = NodeContext(node, self._inputs.pop(node.id), self._scope)
+        inputs = self._inputs.pop(node.id)
+        context = NodeContext(node, inputs, self._scope, self.limits.max_output_bytes)
         self._set_status(node, NodeStatus.RUNNING)
         self.emit(NodeStarted.of(node))
         started_at, started = datetime.now(UTC), trio.current_time()
@@ -156,12 +171,7 @@ class _Run:
         self._scope.setdefault(node.id, {})["output"] = log.output
         if node.type == "trigger":
             self._scope.setdefault("trigger", {})["data"] = log.output
-        self._outputs["last"] = log.output
-        if node.type == "response":
-            self._outputs["response"] = log.output
-        self._release(
-            (edge, edge.branch in (None, log.output)) for edge in self.graph.outgoing[node.id]
-        )
+        self._release((edge, _is_live(edge, node, log)) for edge in self.graph.outgoing[node.id])
 
     def _release(self, settled: Iterable[tuple[Edge, bool]]) -> None:
         """Settle edges (live or dead); start or skip each target whose edges are all settled."""
@@ -194,7 +204,21 @@ class _Run:
         self._statuses[node.id] = transition(NODE_TRANSITIONS, self._statuses[node.id], status)
 
 
+def _is_live(edge: Edge, node: Node, log: ExecutionLog) -> bool:
+    """Whether `edge` carries `node`'s output on. A condition that errored (`onError:
+    continue`) chose no branch: nothing after it runs."""
+    if node.type == "condition":
+        return log.status is NodeStatus.SUCCESS and edge.branch in (None, log.output)
+    return True
+
+
 async def _attempt(context: NodeContext) -> NodeResult:
+    result = await _run_in_time(context)
+    check_output(result.output, context.max_output_bytes)
+    return result
+
+
+async def _run_in_time(context: NodeContext) -> NodeResult:
     run = NODE_TYPES[context.node.type].run
     if context.node.timeout_ms is None:
         return await run(context)

@@ -3,11 +3,13 @@
 A string that is exactly one template becomes the value at its path, whatever its type; inside
 longer text each value is written as text (strings as themselves, everything else as compact
 JSON). Only the values of objects are rendered, never their keys.
+
+Values are never changed once a node has output them, so a whole-template string puts the value
+itself into the result, not a copy: rendering costs what the config holds, not what it reads.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -15,25 +17,27 @@ from typing import Any, Final
 
 from flowtrux.engine.errors import MissingPath
 from flowtrux.engine.paths import check_root, is_valid_path, resolve
+from flowtrux.engine.sizes import OutputTooLarge
 
 # Everything from `{{` to the first `}}`; an unclosed template runs to the end with `close` empty.
 _TEMPLATE: Final = re.compile(r"\{\{(?P<content>.*?)(?P<close>\}\}|\Z)", re.DOTALL)
 
 
-def render(value: Any, scope: Mapping[str, Any]) -> Any:
-    """A copy of `value` with the templates in its strings replaced by values from `scope`.
+def render(value: Any, scope: Mapping[str, Any], max_text: int) -> Any:
+    """`value` with the templates in its strings replaced by values from `scope`.
 
-    `value` is not changed; values taken whole from `scope` are copied. An unclosed `{{` is
-    left as text (`template_problems` reports it). Raises MissingPath naming the path when a
-    template's path has no value in `scope` or is not a valid path.
+    `value` is not changed; values taken whole from `scope` are shared, not copied. An unclosed
+    `{{` is left as text (`template_problems` reports it). Raises MissingPath naming the path
+    when a template's path has no value in `scope` or is not a valid path, and OutputTooLarge
+    (limit `max_text`) before writing out a string of more than `max_text` characters.
     """
     match value:
         case str():
-            return _render_string(value, scope)
+            return _render_string(value, scope, max_text)
         case Mapping():
-            return {key: render(item, scope) for key, item in value.items()}
+            return {key: render(item, scope, max_text) for key, item in value.items()}
         case list() | tuple():
-            return [render(item, scope) for item in value]
+            return [render(item, scope, max_text) for item in value]
         case _:
             return value
 
@@ -75,14 +79,20 @@ def _problem(template: re.Match[str]) -> str | None:
     return None if root_problem is None else f"template '{template[0]}': {root_problem}"
 
 
-def _render_string(text: str, scope: Mapping[str, Any]) -> Any:
+def _render_string(text: str, scope: Mapping[str, Any], max_text: int) -> Any:
     whole = _TEMPLATE.match(text)
     if whole is not None and whole["close"] and whole.end() == len(text):
-        return copy.deepcopy(_lookup(whole, scope))
-    return _TEMPLATE.sub(
-        lambda template: _as_text(_lookup(template, scope)) if template["close"] else template[0],
-        text,
-    )
+        return _lookup(whole, scope)
+    pieces, length, done = [], 0, 0
+    for template in _TEMPLATE.finditer(text):
+        filled = _as_text(_lookup(template, scope)) if template["close"] else template[0]
+        pieces += [text[done : template.start()], filled]
+        length += template.start() - done + len(filled)
+        done = template.end()
+        if length > max_text:
+            raise OutputTooLarge(max_text)
+    pieces.append(text[done:])
+    return "".join(pieces)
 
 
 def _lookup(template: re.Match[str], scope: Mapping[str, Any]) -> Any:

@@ -149,21 +149,37 @@ async def test_reading_the_output_of_a_skipped_node_is_a_missing_path() -> None:
     assert output == {"error": error}
 
 
-async def test_a_condition_that_cannot_compare_errors_and_takes_neither_branch() -> None:
+async def test_a_condition_that_errors_under_continue_lets_nothing_after_it_run() -> None:
     g = graph(
         [
             trigger(),
             condition("check", "trigger.data.n < 3", onError="continue"),
             transform("yes", 1),
             transform("no", 2),
+            transform("always", 3),
+            transform("side", 4),
         ],
         "trigger > check >true> yes",
         "check >false> no",
+        "check > always",
+        "trigger > side",
     )
     rec = Recorder()
-    await execute(g, {"n": "many"}, rec.append, LIMITS)
+    assert await execute(g, {"n": "many"}, rec.append, LIMITS) == 4
     assert rec.log("check").status is NodeStatus.ERROR
-    assert sorted(rec.skipped()) == ["no", "yes"]
+    assert sorted(rec.skipped()) == ["always", "no", "yes"]
+
+
+async def test_a_condition_that_errors_under_fail_fails_the_run() -> None:
+    g = graph(
+        [trigger(), condition("check", "trigger.data.n < 3"), transform("yes", 1)],
+        "trigger > check >true> yes",
+    )
+    rec = Recorder()
+    with pytest.raises(RunFailed, match="cannot compare string 'many' with number 3"):
+        await execute(g, {"n": "many"}, rec.append, LIMITS)
+    assert rec.log("check").status is NodeStatus.ERROR
+    assert rec.skipped() == ["yes"]
 
 
 async def test_retry_waits_with_exponential_backoff_then_fails_the_run(

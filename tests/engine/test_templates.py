@@ -5,8 +5,10 @@ import pytest
 
 from flowtrux.engine.errors import MissingPath
 from flowtrux.engine.paths import check_root, is_valid_path, resolve, root_of
+from flowtrux.engine.sizes import OutputTooLarge
 from flowtrux.engine.templates import render, template_paths, template_problems
 
+LIMIT = 1_000_000
 SCOPE: dict[str, Any] = {
     "trigger": {"data": {"name": "Ada", "count": 3, "ratio": 0.5, "tags": ["a", "b"]}},
     "agent-1": {
@@ -94,7 +96,7 @@ def test_root_of_and_check_root() -> None:
     ],
 )
 def test_whole_string_template_keeps_the_type(template: str, expected: Any) -> None:
-    assert render(template, SCOPE) == expected
+    assert render(template, SCOPE, LIMIT) == expected
 
 
 @pytest.mark.parametrize(
@@ -112,10 +114,10 @@ def test_whole_string_template_keeps_the_type(template: str, expected: Any) -> N
     ],
 )
 def test_templates_inside_text_render_as_text(template: str, expected: str) -> None:
-    assert render(template, SCOPE) == expected
+    assert render(template, SCOPE, LIMIT) == expected
 
 
-def test_render_walks_values_not_keys_and_leaves_input_alone() -> None:
+def test_render_walks_values_not_keys_and_leaves_config_and_scope_alone() -> None:
     config = {
         "{{ trigger.data.name }}": "{{ trigger.data.name }}",
         "list": [
@@ -127,14 +129,21 @@ def test_render_walks_values_not_keys_and_leaves_input_alone() -> None:
         ],
     }
     before = copy.deepcopy(config)
-    rendered = render(config, SCOPE)
+    rendered = render(config, SCOPE, LIMIT)
     assert rendered == {
         "{{ trigger.data.name }}": "Ada",
         "list": [{"id": "x"}, 7, None, False, {"deep": "x=3"}],
     }
     assert config == before
-    rendered["list"][0]["id"] = "changed"
-    assert SCOPE["agent-1"]["output"]["items"][0] == {"id": "x"}
+    # A value taken whole is the value itself: rendering never copies what it reads.
+    assert rendered["list"][0] is SCOPE["agent-1"]["output"]["items"][0]
+
+
+def test_text_longer_than_the_limit_is_refused_before_it_is_written() -> None:
+    scope = {"big": {"output": "x" * 1000}}
+    assert len(render("{{big.output}}-{{big.output}}", scope, 2001)) == 2001
+    with pytest.raises(OutputTooLarge, match="larger than 2,000 bytes"):
+        render("{{big.output}}-{{big.output}}", scope, 2000)
 
 
 @pytest.mark.parametrize(
@@ -143,7 +152,7 @@ def test_render_walks_values_not_keys_and_leaves_input_alone() -> None:
 )
 def test_missing_path_names_the_path(template: Any) -> None:
     with pytest.raises(MissingPath, match=r"trigger\.data\.nope") as caught:
-        render(template, SCOPE)
+        render(template, SCOPE, LIMIT)
     assert caught.value.path == "trigger.data.nope"
 
 
@@ -179,4 +188,4 @@ def test_template_problems_quote_the_offending_template() -> None:
 @pytest.mark.parametrize("template", ["{{ }}", "a {{ hello world }} b"])
 def test_a_template_without_a_path_cannot_render(template: str) -> None:
     with pytest.raises(MissingPath, match="does not contain a valid path"):
-        render(template, SCOPE)
+        render(template, SCOPE, LIMIT)

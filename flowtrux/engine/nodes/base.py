@@ -24,14 +24,16 @@ class NodeContext:
     node: Node
     inputs: Mapping[str, Any]  # {predecessorId: output}; the trigger's is {body, staticData}
     scope: Mapping[str, Any]  # {"trigger": {"data": …}, nodeId: {"output": …}}
+    max_output_bytes: int  # what the node may output, as compact JSON
 
     @property
     def config(self) -> Mapping[str, Any]:
         return self.node.config
 
     def render(self, value: Any) -> Any:
-        """Fill the templates in `value`. Raises MissingPath naming a path that has no value."""
-        return templates.render(value, self.scope)
+        """Fill the templates in `value`. Raises MissingPath naming a path that has no value,
+        OutputTooLarge for a string longer than the node may output."""
+        return templates.render(value, self.scope, self.max_output_bytes)
 
 
 def paths_in_templates(config: Mapping[str, Any]) -> Iterable[str]:

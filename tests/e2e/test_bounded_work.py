@@ -1,0 +1,71 @@
+"""One tenant's heavy workflow, against `flowtrux serve` as a real process, while another tenant
+asks `/healthz` every 20 ms: outputs have a size, and nobody else waits for them.
+"""
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.processes import (
+    EMAIL,
+    PASSWORD,
+    create_owner,
+    create_workflow,
+    flowtrux,
+    running,
+    watching_health,
+)
+from tests.support import Doc, chain, transform, trigger
+
+WORST_HEALTH_WAIT_S = 0.25
+LIMIT = 4 * 1024 * 1024
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> dict[str, str]:
+    env = {**os.environ, "FLOWTRUX_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    await create_owner(env, tmp_path, EMAIL, PASSWORD)
+    return env
+
+
+def doubling_chain(length: int) -> Doc:
+    """Each transform outputs its predecessor's output twice: the JSON doubles at every node
+    (a 3 KB workflow that would output 2**30 KB at its end)."""
+    nodes = [trigger(staticData={"seed": "x" * 1000})]
+    previous = "trigger.data.seed"
+    for n in range(length):
+        nodes.append(transform(f"double-{n}", [f"{{{{{previous}}}}}", f"{{{{{previous}}}}}"]))
+        previous = f"double-{n}.output"
+    return chain(*nodes)
+
+
+async def test_an_output_that_doubles_at_every_node_fails_at_the_limit_and_stalls_no_one(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    async with (
+        running(flowtrux("serve", "--port", "0"), env, tmp_path) as (_, url, output),
+        httpx.AsyncClient(base_url=url, timeout=60) as client,
+    ):
+        workflow_id = await create_workflow(client, doubling_chain(30))
+        async with watching_health(url) as health:
+            answer = await client.post(f"/api/workflows/{workflow_id}/execute", json={})
+            history = await client.get(f"/api/executions/{answer.json()['executionId']}")
+        assert health.worst_s < WORST_HEALTH_WAIT_S, (health.worst_s, output.decode()[-2000:])
+
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    # 1,000 characters doubled 12 times is 4,100,094 bytes of JSON: within 4 MiB; 13 times is not.
+    assert result["success"] is False
+    assert result["error"] == (
+        "node 'Make double-12' (double-12) failed: the output is larger than 4,194,304 bytes of"
+        " JSON, the limit set by FLOWTRUX_MAX_OUTPUT_BYTES"
+    )
+    logs = {log["nodeId"]: log for log in history.json()["execution"]["logs"]}
+    assert len(logs) == 31  # every node has its log, the unreached ones included
+    assert logs["double-11"]["status"] == "success"
+    assert len(httpx.Response(200, json=logs["double-11"]["output"]).content) <= LIMIT
+    assert logs["double-12"]["status"] == "error"
+    assert logs["double-12"]["output"] is None
+    assert {logs[f"double-{n}"]["status"] for n in range(13, 30)} == {"skipped"}
