@@ -42,6 +42,16 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def utf8(text: str) -> bytes:
+    """JSON text as UTF-8 bytes. Text an earlier version stored may hold a lone UTF-16
+    surrogate, which UTF-8 cannot carry: that text is written again with every non-ASCII
+    character escaped (`\\ud800`), which every JSON parser reads back as it was stored."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(json.loads(text), separators=(",", ":")).encode("ascii")
+
+
 def _constant(name: str) -> Any:
     raise NotStrictJson(f"holds {name}, which JSON does not have; send a number or null")
 

@@ -6,18 +6,13 @@ then raised, and the editor got a 500 for that workflow for ever. Such an answer
 its text escaped (`\\ud800`), which every JSON parser reads back as it was stored.
 """
 
-import json
 from typing import Any
 
 from starlette import responses
 
-from flowtrux.strict_json import dumps
+from flowtrux.strict_json import dumps, utf8
 
 
 class JSONResponse(responses.JSONResponse):
     def render(self, content: Any) -> bytes:
-        text = dumps(content)
-        try:
-            return text.encode("utf-8")
-        except UnicodeEncodeError:
-            return json.dumps(content, separators=(",", ":"), allow_nan=False).encode("ascii")
+        return utf8(dumps(content))

@@ -4,7 +4,8 @@ from datetime import datetime
 from typing import Any
 
 from flowtrux.access import Permission
-from flowtrux.store.executions import ExecutionDetail, ExecutionSummary
+from flowtrux.http.execution_json import RawJson
+from flowtrux.store.executions import ExecutionSummary, StoredExecution
 from flowtrux.store.users import User
 from flowtrux.store.workflows import Workflow, WorkflowSummary
 from flowtrux.store.workspaces import Membership
@@ -65,10 +66,10 @@ def execution_summary_view(execution: ExecutionSummary) -> dict[str, Any]:
     }
 
 
-def execution_view(execution: ExecutionDetail) -> dict[str, Any]:
+def execution_view(execution: StoredExecution) -> dict[str, Any]:
+    """The history's fields of an execution; its logs follow (see execution_json)."""
     return {
         **execution_summary_view(execution.summary),
-        "triggerData": execution.trigger_data,
-        "output": execution.output,
-        "logs": execution.logs,
+        "triggerData": RawJson(execution.trigger_data),
+        "output": RawJson(execution.output),
     }

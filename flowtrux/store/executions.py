@@ -11,7 +11,7 @@ import attrs
 
 from flowtrux.engine.states import RunStatus
 from flowtrux.store.database import Connection, Database
-from flowtrux.strict_json import dumps
+from flowtrux.strict_json import dumps, utf8
 from flowtrux.timestamps import from_iso, to_iso
 
 TERMINAL_EVENTS = frozenset({"complete", "error", "cancelled"})
@@ -151,6 +151,24 @@ class ExecutionDetail:
 
 
 @attrs.frozen
+class StoredExecution:
+    """An execution's row with its values as the stored JSON (UTF-8), to send on unparsed."""
+
+    summary: ExecutionSummary
+    trigger_data: bytes
+    output: bytes  # `null` until the run has ended
+
+
+@attrs.frozen
+class LogPage:
+    """Node logs in order, as the inside of a JSON array (`log,log,…`, UTF-8)."""
+
+    json: bytes
+    last_position: int
+    complete: bool  # no stored log followed the last of them
+
+
+@attrs.frozen
 class ExecutionFilter:
     user_id: str  # only executions in the user's workspaces
     workflow_id: str | None = None
@@ -213,6 +231,48 @@ class ExecutionStore:
                 events.append(event)
                 size += event.size
             return EventPage(events, complete=True)
+
+        return await self.db.read(fetch)
+
+    async def stored(self, execution_id: str) -> StoredExecution | None:
+        """The execution's row, its values left as the JSON they are stored as."""
+
+        def fetch(conn: Connection) -> StoredExecution | None:
+            row = conn.execute("SELECT * FROM executions WHERE id = :id", {"id": execution_id})
+            found = row.fetchone()
+            if found is None:
+                return None
+            output = found["output"]
+            return StoredExecution(
+                ExecutionSummary.from_row(found),
+                utf8(found["trigger_data"]),
+                b"null" if output is None else utf8(output),
+            )
+
+        return await self.db.read(fetch)
+
+    async def logs_after(
+        self, execution_id: str, after: int, *, max_bytes: int = PAGE_BYTES
+    ) -> LogPage:
+        """The node logs after position `after`, as stored, as many as fit `max_bytes` (at
+        least one). Encoded where they are read, so large ones never hold up the event loop."""
+
+        def fetch(conn: Connection) -> LogPage:
+            rows = conn.execute(
+                "SELECT position, log FROM node_logs"
+                " WHERE execution_id = :id AND position > :after ORDER BY position",
+                {"id": execution_id, "after": after},
+            )
+            logs: list[bytes] = []
+            size, position = 0, after
+            for row in rows:  # rows come one at a time: a page never holds the whole run
+                log = utf8(row["log"])
+                if logs and size + len(log) > max_bytes:
+                    return LogPage(b",".join(logs), position, complete=False)
+                logs.append(log)
+                size += len(log)
+                position = row["position"]
+            return LogPage(b",".join(logs), position, complete=True)
 
         return await self.db.read(fetch)
 

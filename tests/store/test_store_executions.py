@@ -216,6 +216,35 @@ async def test_a_page_holds_what_fits_its_bytes_and_at_least_one_event(
     assert ([e.seq for e in tiny.events], tiny.complete) == ([1], False)
 
 
+async def test_logs_come_as_stored_json_a_page_of_bytes_at_a_time(
+    store: Store, workspace: Workspace
+) -> None:
+    run = await started(store, workspace.id)
+    logs = [{"nodeId": f"n{position}", "note": "é" * 500} for position in range(1, 6)]
+    await store.executions.append(
+        [NodeLogRecord(run, position, f"n{position}", log) for position, log in enumerate(logs, 1)]
+    )
+
+    pages, after, complete = [], 0, False
+    while not complete:
+        page = await store.executions.logs_after(run, after, max_bytes=2100)
+        pages.append(json.loads(b"[" + page.json + b"]"))
+        after, complete = page.last_position, page.complete
+    # Each log is 1,018 bytes of UTF-8 JSON (the é are two bytes each): two fit a page.
+    assert [[log["nodeId"] for log in page] for page in pages] == [
+        ["n1", "n2"],
+        ["n3", "n4"],
+        ["n5"],
+    ]
+    assert [log for page in pages for log in page] == logs
+    tiny = await store.executions.logs_after(run, 0, max_bytes=10)
+    assert (json.loads(b"[" + tiny.json + b"]"), tiny.complete) == ([logs[0]], False)
+    found = await store.executions.stored(run)
+    assert found is not None
+    assert json.loads(found.trigger_data) == TRIGGER_DATA
+    assert found.output == b"null"
+
+
 async def test_a_second_finish_is_rejected_and_the_first_status_stays(
     store: Store, workspace: Workspace
 ) -> None:

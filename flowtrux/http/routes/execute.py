@@ -19,7 +19,7 @@ from flowtrux.errors import EndNotStored
 from flowtrux.http.access import current_user, workflow_for
 from flowtrux.http.body import json_object
 from flowtrux.http.disconnect import cancel_on_disconnect
-from flowtrux.http.json_response import JSONResponse
+from flowtrux.http.execution_json import RawJson, execution_json_response
 from flowtrux.http.services import Services, services
 from flowtrux.http.sse import EventStreamResponse
 from flowtrux.runs.run import Run
@@ -67,20 +67,20 @@ class RunResultResponse(Response):
             self.found.runs.detach(self.run)
         if not self.run.finished.is_set():
             return  # the client went away
-        execution = await self.found.store.executions.get(self.run.execution_id)
+        executions = self.found.store.executions
+        execution = await executions.stored(self.run.execution_id)
         if execution is None or execution.summary.status is RunStatus.RUNNING:
             raise EndNotStored(self.run.execution_id)
         summary = execution.summary
-        body = {
+        fields = {
             "success": summary.status is RunStatus.COMPLETED,
             "executionId": summary.id,
-            "output": execution.output,
+            "output": RawJson(execution.output),
             "error": summary.error,
             "cancelled": summary.status is RunStatus.CANCELLED,
             "durationMs": summary.duration_ms,
-            "logs": execution.logs,
         }
-        await JSONResponse(body)(scope, receive, send)
+        await execution_json_response(executions, summary.id, fields)(scope, receive, send)
 
 
 routes = [

@@ -9,12 +9,13 @@ from flowtrux.access import Permission
 from flowtrux.engine.states import RunStatus
 from flowtrux.errors import BadRequest, Conflict, NotFound
 from flowtrux.http.access import current_user, require
+from flowtrux.http.execution_json import execution_json_response
 from flowtrux.http.json_response import JSONResponse
 from flowtrux.http.params import MAX_SEQ, whole_number
 from flowtrux.http.services import services
 from flowtrux.http.sse import EventStreamResponse
 from flowtrux.http.views import execution_summary_view, execution_view
-from flowtrux.store.executions import ExecutionDetail, ExecutionFilter
+from flowtrux.store.executions import ExecutionFilter, StoredExecution
 
 MAX_LIMIT = 200
 
@@ -35,11 +36,11 @@ def _filter(user_id: str, query: QueryParams) -> ExecutionFilter:
     )
 
 
-async def _execution(request: Request, permission: Permission) -> ExecutionDetail:
+async def _execution(request: Request, permission: Permission) -> StoredExecution:
     """The execution named by the path, if the caller may do `permission` in its workspace."""
     user = await current_user(request)
     execution_id = request.path_params["execution_id"]
-    execution = await services(request).store.executions.get(execution_id)
+    execution = await services(request).store.executions.stored(execution_id)
     if execution is None:
         raise NotFound("execution", execution_id)
     workspace_id = execution.summary.workspace_id
@@ -56,7 +57,9 @@ async def list_executions(request: Request) -> Response:
 
 async def get_execution(request: Request) -> Response:
     execution = await _execution(request, Permission.VIEW)
-    return JSONResponse({"execution": execution_view(execution)})
+    executions = services(request).store.executions
+    fields = execution_view(execution)
+    return execution_json_response(executions, execution.summary.id, fields, wrapped_in="execution")
 
 
 async def cancel_execution(request: Request) -> Response:

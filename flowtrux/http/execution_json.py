@@ -1,0 +1,60 @@
+"""An execution as JSON, written from the store's own text a page of logs at a time.
+
+A run's history can hold thousands of logs of megabytes each. Parsing it to encode it again
+would hold up the event loop, and every other tenant with it, for as long as that takes, and
+hold the whole of it in memory: instead the stored JSON is sent on as it is, its logs read
+(and encoded to UTF-8) in the store's threads one bounded page at a time.
+"""
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import attrs
+from starlette.responses import StreamingResponse
+
+from flowtrux.store.executions import ExecutionStore
+from flowtrux.strict_json import dumps, utf8
+
+
+@attrs.frozen
+class RawJson:
+    """A value that is already JSON text, sent on as it is."""
+
+    utf8: bytes
+
+
+def execution_json_response(
+    store: ExecutionStore,
+    execution_id: str,
+    fields: Mapping[str, Any],
+    *,
+    wrapped_in: str | None = None,
+) -> StreamingResponse:
+    """`{<fields>, "logs": [<every node log of the execution>]}`, inside `{wrapped_in: …}`
+    when given. A RawJson field is written as it is."""
+    return StreamingResponse(
+        _chunks(store, execution_id, fields, wrapped_in), media_type="application/json"
+    )
+
+
+async def _chunks(
+    store: ExecutionStore, execution_id: str, fields: Mapping[str, Any], wrapped_in: str | None
+) -> AsyncIterator[bytes]:
+    opening = b"{" if wrapped_in is None else b"{" + utf8(dumps(wrapped_in)) + b":{"
+    yield opening + b"".join(_member(name, value) + b"," for name, value in fields.items())
+    yield b'"logs":['
+    after, separator = 0, b""
+    while True:
+        page = await store.logs_after(execution_id, after)
+        if page.json:
+            yield separator + page.json
+            separator = b","
+        if page.complete:
+            break
+        after = page.last_position
+    yield b"]}" if wrapped_in is None else b"]}}"
+
+
+def _member(name: str, value: Any) -> bytes:
+    text = value.utf8 if isinstance(value, RawJson) else utf8(dumps(value))
+    return utf8(dumps(name)) + b":" + text
