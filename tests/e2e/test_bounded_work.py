@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trio
 
 from tests.e2e.processes import (
     EMAIL,
@@ -17,7 +18,7 @@ from tests.e2e.processes import (
     running,
     watching_health,
 )
-from tests.support import Doc, chain, transform, trigger
+from tests.support import Doc, chain, delay, transform, trigger
 
 WORST_HEALTH_WAIT_S = 0.25
 LIMIT = 4 * 1024 * 1024
@@ -41,6 +42,9 @@ def doubling_chain(length: int) -> Doc:
     return chain(*nodes)
 
 
+PUNCTUAL = chain(trigger(), delay("wait", 1000, timeoutMs=1500))
+
+
 async def test_an_output_that_doubles_at_every_node_fails_at_the_limit_and_stalls_no_one(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -49,10 +53,20 @@ async def test_an_output_that_doubles_at_every_node_fails_at_the_limit_and_stall
         httpx.AsyncClient(base_url=url, timeout=60) as client,
     ):
         workflow_id = await create_workflow(client, doubling_chain(30))
-        async with watching_health(url) as health:
+        punctual_id = await create_workflow(client, PUNCTUAL)
+        punctual: list[httpx.Response] = []
+
+        async def run_punctual() -> None:
+            punctual.append(await client.post(f"/api/workflows/{punctual_id}/execute", json={}))
+
+        async with watching_health(url) as health, trio.open_nursery() as nursery:
+            nursery.start_soon(run_punctual)
+            await trio.sleep(0.2)  # its delay has begun
             answer = await client.post(f"/api/workflows/{workflow_id}/execute", json={})
             history = await client.get(f"/api/executions/{answer.json()['executionId']}")
         assert health.worst_s < WORST_HEALTH_WAIT_S, (health.worst_s, output.decode()[-2000:])
+    # Another tenant's node, with its own deadline, ran meanwhile: its time was its own.
+    assert punctual[0].json()["success"] is True, punctual[0].text
 
     assert answer.status_code == 200, answer.text
     result = answer.json()
