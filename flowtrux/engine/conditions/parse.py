@@ -6,6 +6,7 @@ Every syntax error says what is wrong and at which column.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterator
 from typing import Any, Final, Literal
@@ -26,6 +27,7 @@ from flowtrux.engine.errors import ConditionSyntaxError
 from flowtrux.engine.paths import is_valid_path
 
 MAX_NESTING: Final = 50
+CACHED_CONDITIONS: Final = 256
 _WORD: Final = re.compile(r"[A-Za-z0-9_.-]+")
 _NUMBER: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _LITERAL_WORDS: Final[dict[str, Any]] = {"true": True, "false": False, "null": None}
@@ -44,8 +46,13 @@ class _Token:
     value: Any = None
 
 
+@functools.lru_cache(maxsize=CACHED_CONDITIONS)
 def parse_condition(text: str) -> Condition:
-    """Parse `text`. Raises ConditionSyntaxError saying what is wrong and at which column."""
+    """Parse `text`. Raises ConditionSyntaxError saying what is wrong and at which column.
+
+    The last `CACHED_CONDITIONS` conditions parsed are kept (a Condition is immutable), so the
+    runs of a workflow parse each of its conditions once; errors are not kept.
+    """
     return Condition(text, _Parser(_tokenize(text)).parse())
 
 
