@@ -17,6 +17,7 @@ test: $(VENV)/.dev system-deps
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.cancel_latency
 	$(BIN)/python -m bench.engine_cost
+	$(BIN)/python -m bench.workflow_create
 
 $(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

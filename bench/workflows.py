@@ -22,6 +22,12 @@ def transform(node_id: str) -> Doc:
     return {"id": node_id, "type": "transform", "name": node_id, "config": {"output": output}}
 
 
+def reading_transform(node_id: str, previous: str) -> Doc:
+    """A transform reading the trigger's data and the output of node `previous`."""
+    output = {"x": "{{trigger.data.x}}", "previous": f"{{{{{previous}.output}}}}"}
+    return {"id": node_id, "type": "transform", "name": node_id, "config": {"output": output}}
+
+
 def edge(source: str, target: str) -> Doc:
     return {"source": source, "target": target}
 
@@ -34,6 +40,14 @@ def chain(nodes: list[Doc]) -> tuple[list[Doc], list[Doc]]:
 def transform_chain(length: int) -> tuple[list[Doc], list[Doc]]:
     """trigger -> t1 -> ... -> t`length`."""
     return chain([trigger(), *(transform(f"t{i}") for i in range(1, length + 1))])
+
+
+def reading_chain(length: int) -> tuple[list[Doc], list[Doc]]:
+    """trigger -> t1 -> ... -> t`length`, each transform reading the trigger's data and the
+    output of the one before it (t1 reads the trigger's data only): what validation checks."""
+    nodes = [trigger(), transform("t1")]
+    nodes += (reading_transform(f"t{i}", f"t{i - 1}") for i in range(2, length + 1))
+    return chain(nodes)
 
 
 def fan_out(width: int) -> tuple[list[Doc], list[Doc]]:

@@ -13,6 +13,8 @@ from typing import Any
 import attrs
 import limits
 
+from flowtrux.engine.limits import MAX_WORKFLOW_NODES
+
 ENV_PREFIX = "FLOWTRUX_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # File descriptors a process keeps beside its connections: SQLite (database and WAL for each of
@@ -68,6 +70,7 @@ class Settings:
     public_origin: str | None = None
     execute_rate: str = attrs.field(default="60/minute", validator=_rate)
     max_body_bytes: int = attrs.field(default=1_048_576, validator=_positive)
+    max_workflow_nodes: int = attrs.field(default=MAX_WORKFLOW_NODES, validator=_positive)
     max_runs_per_workspace: int = attrs.field(default=100, validator=_positive)
     run_timeout_s: float = attrs.field(default=900.0, validator=_positive)
     max_concurrent_nodes: int = attrs.field(default=16, validator=_positive)

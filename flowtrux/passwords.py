@@ -12,6 +12,7 @@ import argon2
 import trio
 
 from flowtrux.errors import ServerBusy
+from flowtrux.limiters import run_limiter
 
 T = TypeVar("T")
 
@@ -58,16 +59,7 @@ async def _decoy_hash() -> str:
 
 
 async def _in_turn(fn: Callable[..., T], *args: object) -> T:
-    limiter = _limiter()
+    limiter = run_limiter(_hashing, HASHES_AT_ONCE)
     if limiter.statistics().tasks_waiting >= HASHES_WAITING:
         raise ServerBusy("Too many logins are being checked at once; try again in a moment.")
     return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
-
-
-def _limiter() -> trio.CapacityLimiter:
-    try:
-        return _hashing.get()
-    except LookupError:
-        limiter = trio.CapacityLimiter(HASHES_AT_ONCE)
-        _hashing.set(limiter)
-        return limiter

@@ -128,6 +128,12 @@ def test_paths_are_listed_for_validation_without_repeats() -> None:
     assert parse_condition("1 == 1").paths == ()
 
 
+def test_a_text_is_parsed_once_and_its_condition_reused() -> None:
+    text = "trigger.data.n > 3 and agent-1.output.priority == 'high'"
+    assert parse_condition(text) is parse_condition(text)
+    assert evaluate(text).result is True
+
+
 def test_whitespace_between_tokens_does_not_matter() -> None:
     assert parse_condition("a.b==c.d or(not -1<x.y)").tree == (
         parse_condition(" a.b  ==\tc.d\nor ( not -1 < x.y ) ").tree

@@ -210,6 +210,31 @@ def test_a_malformed_document_is_reported(doc: Any, path: str, fragment: str) ->
             id="condition-reads-unknown-node",
         ),
         pytest.param(
+            workflow([trigger(), condition("c", "trigger.foo == 1")], "trigger > c"),
+            "nodes[1].config",
+            "condition: path 'trigger.foo' must read '<nodeId>.output' or 'trigger.data'",
+            id="condition-reads-trigger-without-data",
+        ),
+        pytest.param(
+            workflow(
+                [trigger(), transform("a", 1), condition("c", "trigger.data.x or a.result")],
+                "trigger > a > c",
+            ),
+            "nodes[2].config",
+            "condition: path 'a.result' must read '<nodeId>.output' or 'trigger.data'",
+            id="condition-reads-node-without-output",
+        ),
+        pytest.param(
+            workflow(
+                [trigger(), transform("a", {"x": 1}), condition("c", "a.output.x == 1")],
+                "trigger > a",
+                "trigger > c",
+            ),
+            "nodes[2].config",
+            "'a.output.x' reads node 'a', which is not upstream of this node",
+            id="condition-reads-sibling",
+        ),
+        pytest.param(
             workflow([trigger(), transform("a", "Hi {{trigger.data.name")], "trigger > a"),
             "nodes[1].config",
             "template '{{trigger.data.name' is not closed with '}}'",

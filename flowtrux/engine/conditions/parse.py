@@ -6,6 +6,7 @@ Every syntax error says what is wrong and at which column.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterator
 from typing import Any, Final, Literal
@@ -26,12 +27,14 @@ from flowtrux.engine.errors import ConditionSyntaxError
 from flowtrux.engine.paths import is_valid_path
 
 MAX_NESTING: Final = 50
+CACHED_CONDITIONS: Final = 256
 _WORD: Final = re.compile(r"[A-Za-z0-9_.-]+")
 _NUMBER: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _LITERAL_WORDS: Final[dict[str, Any]] = {"true": True, "false": False, "null": None}
 _KEYWORDS: Final = frozenset({"and", "or", "not", "in"})
 _SYMBOLS: Final = ("==", "!=", "<=", ">=", "<", ">", "(", ")")
-_COMPARISON_OPS: Final = (*_SYMBOLS[:-2], "in", "not in")
+_SYMBOL: Final = re.compile("|".join(map(re.escape, _SYMBOLS)))  # two characters before one
+_COMPARISON_OPS: Final = frozenset({*_SYMBOLS[:-2], "in", "not in"})
 _ESCAPES: Final = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t"}
 _HINTS: Final = {"=": " (use '==' to compare)", "!": " (use 'not' or '!=')", "&": " (use 'and')"}
 
@@ -44,8 +47,13 @@ class _Token:
     value: Any = None
 
 
+@functools.lru_cache(maxsize=CACHED_CONDITIONS)
 def parse_condition(text: str) -> Condition:
-    """Parse `text`. Raises ConditionSyntaxError saying what is wrong and at which column."""
+    """Parse `text`. Raises ConditionSyntaxError saying what is wrong and at which column.
+
+    The last `CACHED_CONDITIONS` conditions parsed are kept (a Condition is immutable), so the
+    runs of a workflow parse each of its conditions once; errors are not kept.
+    """
     return Condition(text, _Parser(_tokenize(text)).parse())
 
 
@@ -60,9 +68,9 @@ def _tokenize(text: str) -> list[_Token]:
         if char in "'\"":
             value, index = _read_string(text, index)
             tokens.append(_Token("literal", text[column - 1 : index], column, value))
-        elif symbol := next((s for s in _SYMBOLS if text.startswith(s, index)), None):
-            tokens.append(_Token("symbol", symbol, column))
-            index += len(symbol)
+        elif symbol := _SYMBOL.match(text, index):
+            tokens.append(_Token("symbol", symbol[0], column))
+            index = symbol.end()
         elif word := _WORD.match(text, index):
             token = _word_token(word[0], column)
             if token.text == "in" and tokens and tokens[-1].text == "not":  # one operator
@@ -210,7 +218,8 @@ class _Parser:
         return token.kind in ("keyword", "symbol") and token.text == text
 
     def _at_comparison_op(self) -> bool:
-        return any(map(self._at, _COMPARISON_OPS))
+        token = self._peek()
+        return token.kind in ("keyword", "symbol") and token.text in _COMPARISON_OPS
 
     def _take_comparison_op(self) -> str | None:
         return self._take().text if self._at_comparison_op() else None

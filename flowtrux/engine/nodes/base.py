@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
+from jsonschema import Draft202012Validator
 
 from flowtrux.engine import templates
 from flowtrux.engine.graph import Node
@@ -46,7 +47,8 @@ def template_syntax_problems(config: Mapping[str, Any]) -> Iterable[str]:
 
 @attrs.frozen
 class NodeType:
-    """One kind of node: its config's JSON Schema and the coroutine that runs it.
+    """One kind of node: its config's JSON Schema (and a validator for it, made once) and the
+    coroutine that runs it.
 
     `paths` lists what the config reads (so validation can check it reads only upstream nodes);
     `problems` finds config mistakes a schema cannot express. Both default to template checks.
@@ -57,3 +59,8 @@ class NodeType:
     run: Callable[[NodeContext], Awaitable[NodeResult]]
     paths: Callable[[Mapping[str, Any]], Iterable[str]] = paths_in_templates
     problems: Callable[[Mapping[str, Any]], Iterable[str]] = template_syntax_problems
+    config_validator: Draft202012Validator = attrs.field(init=False, eq=False, repr=False)
+
+    @config_validator.default
+    def _config_validator(self) -> Draft202012Validator:
+        return Draft202012Validator(self.config_schema)

@@ -5,7 +5,9 @@ from typing import Any
 
 from flowtrux.engine.conditions import evaluate, parse_condition
 from flowtrux.engine.errors import ConditionSyntaxError
+from flowtrux.engine.limits import MAX_CONDITION_BYTES
 from flowtrux.engine.nodes.base import NodeContext, NodeResult, NodeType
+from flowtrux.engine.paths import check_root
 
 CONFIG_SCHEMA = {
     "type": "object",
@@ -29,11 +31,14 @@ def paths(config: Mapping[str, Any]) -> Iterable[str]:
 
 
 def problems(config: Mapping[str, Any]) -> Iterable[str]:
+    text = config["condition"]
+    if (size := len(text.encode())) > MAX_CONDITION_BYTES:
+        return [f"condition is {size} bytes long (UTF-8), over the limit of {MAX_CONDITION_BYTES}"]
     try:
-        parse_condition(config["condition"])
+        condition = parse_condition(text)
     except ConditionSyntaxError as exc:
         return [f"condition does not parse: {exc}"]
-    return []
+    return [f"condition: {problem}" for path in condition.paths if (problem := check_root(path))]
 
 
 CONDITION = NodeType("condition", CONFIG_SCHEMA, run, paths=paths, problems=problems)
