@@ -1,38 +1,55 @@
-"""How long other clients wait while one request does something large: `/healthz` polled on a
-connection of its own, on the server's Trio loop."""
+"""How long other clients wait while one request does something large: `/healthz` asked every
+~20 ms on a connection of its own."""
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import attrs
+import httpx
 import trio
-
-from tests.e2e.conftest import Server, new_client
-
-T = TypeVar("T")
 
 POLL_INTERVAL_S = 0.02
 
 
-async def longest_healthz_wait(
-    server: Server, http_version: str, work: Callable[[], Awaitable[T]]
-) -> tuple[T, float]:
-    """Run `work()` while another client asks `/healthz` every ~20 ms on its own connection;
-    return what `work()` returned and the longest any of those answers took, in seconds (the
-    answer pending when `work()` ends counts too)."""
-    waits: list[float] = []
-    done = trio.Event()
-    async with new_client(server, http_version) as other:
-        assert (await other.get("/healthz")).status_code == 200  # connected before the work
+@attrs.define
+class Latency:
+    """The worst wait for `/healthz` seen so far, the one still waiting included."""
+
+    answers: int = 0
+    _worst_s: float = 0.0
+    _asked_at: float | None = None
+
+    @property
+    def worst_s(self) -> float:
+        waiting = 0.0 if self._asked_at is None else trio.current_time() - self._asked_at
+        return max(self._worst_s, waiting)
+
+    async def ask(self, client: httpx.AsyncClient) -> None:
+        self._asked_at = trio.current_time()
+        answer = await client.get("/healthz")
+        assert answer.status_code == 200
+        self.settle()
+        self.answers += 1
+
+    def settle(self) -> None:
+        """Count the wait so far of an answer not there yet, and stop counting it."""
+        self._worst_s, self._asked_at = self.worst_s, None
+
+
+@asynccontextmanager
+async def watching_health(client: httpx.AsyncClient) -> AsyncIterator[Latency]:
+    """Another tenant, meanwhile: `GET /healthz` with `client` (its own connection) every
+    ~20 ms."""
+    latency = Latency()
+    await latency.ask(client)  # the connection is open before the watch begins
+    async with trio.open_nursery() as nursery:
 
         async def poll() -> None:
-            while not done.is_set():
-                asked = trio.current_time()
-                assert (await other.get("/healthz")).status_code == 200
-                waits.append(trio.current_time() - asked)
+            while True:
+                await latency.ask(client)
                 await trio.sleep(POLL_INTERVAL_S)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(poll)
-            result = await work()
-            done.set()
-    return result, max(waits)
+        nursery.start_soon(poll)
+        yield latency
+        latency.settle()
+        nursery.cancel_scope.cancel()

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
-import attrs
 import httpx
 import trio
 
@@ -92,42 +91,3 @@ async def create_workflow(client: httpx.AsyncClient, doc: Doc) -> str:
     assert created.status_code == 201, created.text
     workflow_id: str = created.json()["workflow"]["id"]
     return workflow_id
-
-
-@attrs.define
-class Latency:
-    """The worst wait for `/healthz` seen so far, the one still waiting included."""
-
-    answers: int = 0
-    _worst_s: float = 0.0
-    _asked_at: float | None = None
-
-    @property
-    def worst_s(self) -> float:
-        waiting = 0.0 if self._asked_at is None else trio.current_time() - self._asked_at
-        return max(self._worst_s, waiting)
-
-    async def ask(self, client: httpx.AsyncClient) -> None:
-        self._asked_at = trio.current_time()
-        answer = await client.get("/healthz")
-        assert answer.status_code == 200
-        self._worst_s, self._asked_at = self.worst_s, None
-        self.answers += 1
-
-
-@asynccontextmanager
-async def watching_health(url: str, every_s: float = 0.02) -> AsyncIterator[Latency]:
-    """Another tenant, meanwhile: `GET /healthz` on its own connection every `every_s`."""
-    latency = Latency()
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        await latency.ask(client)  # the connection is open before the watch begins
-        async with trio.open_nursery() as nursery:
-
-            async def poll() -> None:
-                while True:
-                    await latency.ask(client)
-                    await trio.sleep(every_s)
-
-            nursery.start_soon(poll)
-            yield latency
-            nursery.cancel_scope.cancel()

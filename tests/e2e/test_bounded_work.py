@@ -9,6 +9,7 @@ import httpx
 import pytest
 import trio
 
+from tests.e2e.healthz_watch import watching_health
 from tests.e2e.processes import (
     EMAIL,
     PASSWORD,
@@ -16,7 +17,6 @@ from tests.e2e.processes import (
     create_workflow,
     flowtrux,
     running,
-    watching_health,
 )
 from tests.support import Doc, chain, delay, transform, trigger
 
@@ -59,7 +59,11 @@ async def test_an_output_that_doubles_at_every_node_fails_at_the_limit_and_stall
         async def run_punctual() -> None:
             punctual.append(await client.post(f"/api/workflows/{punctual_id}/execute", json={}))
 
-        async with watching_health(url) as health, trio.open_nursery() as nursery:
+        async with (
+            httpx.AsyncClient(base_url=url) as other,
+            watching_health(other) as health,
+            trio.open_nursery() as nursery,
+        ):
             nursery.start_soon(run_punctual)
             await trio.sleep(0.2)  # its delay has begun
             answer = await client.post(f"/api/workflows/{workflow_id}/execute", json={})
