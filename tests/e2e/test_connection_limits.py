@@ -203,6 +203,7 @@ async def test_sigterm_ends_the_server_while_a_client_does_not_read_its_stream(
         **os.environ,
         "FLOWTRUX_DATABASE_URL": f"sqlite:///{database}",
         "FLOWTRUX_MAX_BODY_BYTES": str(32 * 2**20),
+        "FLOWTRUX_MAX_OUTPUT_BYTES": str(32 * 2**20),
     }
     await create_owner(env, tmp_path, EMAIL, PASSWORD)
     (tmp_path / "hypercorn.toml").write_text("graceful_timeout = 2\n")
