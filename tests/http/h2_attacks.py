@@ -68,6 +68,16 @@ class H2Client:
         await self.flush()
         return stream_id
 
+    async def send_and_reset(self, head: Head) -> int:
+        """Open a stream with `head` and reset it in the same write, as a proxy whose own client
+        gave up at once does; return its id."""
+        stream_id: int = self.conn.get_next_available_stream_id()
+        self.exchanges[stream_id] = Exchange()
+        self.conn.send_headers(stream_id, head)
+        self.conn.reset_stream(stream_id)
+        await self.flush()
+        return stream_id
+
     async def get(self, path: bytes) -> int:
         return await self.send(self.head(b"GET", path))
 
@@ -170,5 +180,16 @@ UNSERVABLE = {
     ),
     "non-ASCII :method": Unservable(
         lambda client: client.head("GÉT".encode(), b"/"), 400, UnicodeDecodeError
+    ),
+    "WebSocket with a non-ASCII subprotocol": Unservable(
+        lambda client: client.head(
+            b"CONNECT",
+            b"/ws",
+            (b":protocol", b"websocket"),
+            (b"sec-websocket-version", b"13"),
+            (b"sec-websocket-protocol", "chat, café".encode()),
+        ),
+        400,
+        UnicodeDecodeError,
     ),
 }

@@ -10,6 +10,9 @@ fixed that bug, and the matching correction and its tests can go.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+import attrs
 import h2.errors
 import hypercorn.config
 import pytest
@@ -25,6 +28,7 @@ from tests.http.h2_attacks import (
     UNSERVABLE,
     Exchange,
     H2Client,
+    Head,
     Unservable,
     connected,
     prioritize_streams_never_opened,
@@ -161,6 +165,57 @@ async def test_a_stream_over_the_limit_is_refused_alone() -> None:
         assert [await client.exchange(stream_id) for stream_id in held] == [HELD] * STREAM_LIMIT
         assert await answered(client)
         assert client.goaway is None
+
+
+async def fill_the_stream_limit(client: H2Client) -> list[int]:
+    return [await client.get(b"/held") for _ in range(STREAM_LIMIT)]
+
+
+async def use_every_request(client: H2Client) -> list[int]:
+    held = [await held_open(client)]
+    for _ in range(MAX_REQUESTS - 1):
+        assert await answered(client)
+    return held
+
+
+async def hold_one(client: H2Client) -> list[int]:
+    return [await held_open(client)]
+
+
+@attrs.frozen
+class Refusal:
+    """How to bring a connection to refuse its next stream, or answer it without the app."""
+
+    prepare: Callable[[H2Client], Awaitable[list[int]]]  # the streams held open meanwhile
+    head: Callable[[H2Client], Head]
+    max_requests: int = hypercorn.config.Config.keep_alive_max_requests
+
+
+def get(client: H2Client) -> Head:
+    return client.head(b"GET", b"/")
+
+
+REFUSALS = {
+    "over the stream limit": Refusal(fill_the_stream_limit, get),
+    "after the last request": Refusal(use_every_request, get, MAX_REQUESTS),
+    "a request without the app": Refusal(hold_one, UNSERVABLE["CONNECT without :path"].head),
+}
+
+
+@pytest.mark.usefixtures("corrected")
+@pytest.mark.parametrize("refusal", REFUSALS.values(), ids=list(REFUSALS))
+async def test_a_stream_reset_in_the_write_that_opens_it_ends_alone(refusal: Refusal) -> None:
+    app = App()
+    async with serving(app, server_config(keep_alive_max_requests=refusal.max_requests)) as port:
+        async with connected(port) as client:
+            held = await refusal.prepare(client)
+            await client.send_and_reset(refusal.head(client))
+            await client.receive_until(lambda: all(client.exchanges[s].body for s in held))
+            app.release.set()
+            assert [await client.exchange(stream_id) for stream_id in held] == [HELD] * len(held)
+            assert not client.closed
+        async with connected(port) as another:
+            assert await answered(another)
 
 
 @pytest.mark.parametrize("case", UNSERVABLE.values(), ids=list(UNSERVABLE))

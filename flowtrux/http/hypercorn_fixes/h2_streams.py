@@ -10,7 +10,13 @@ on its connection:
 - Some request heads cannot become an ASGI scope, and `_create_stream` raised on them, one
   HEADERS frame of about 100 bytes each. An ordinary CONNECT has no `:path` (RFC 9113 §8.5; h2
   accepts it), which left `raw_path` unset. A `:method` or path that is not ASCII failed to
-  decode. Such a request is now answered without the app: 400, or 501 for a tunnel.
+  decode. A WebSocket over HTTP/2 (an extended CONNECT, RFC 8441) whose `Sec-WebSocket-Protocol`,
+  `-Extensions` or `Connection` is not ASCII failed the same way in wsproto. Such a request is
+  now answered without the app: 400, or 501 for a tunnel.
+- A client may reset a stream in the same packet that opens it (a proxy whose own client gave
+  up at once). h2 has then closed the stream before its HEADERS are handled, and refusing or
+  answering it raised `StreamClosedError`, which ended the connection and every stream on it.
+  Such a stream is now left alone: the client has ended it already.
 - Each PRIORITY frame for a stream that was never opened adds a node to hypercorn's priority
   tree, which holds 1,000 nodes; one more raised `priority.TooManyStreamsError` (1,001 frames,
   14 KB). Beyond the limit the signal is now ignored: RFC 9113 §5.3.2 deprecates it, and a
@@ -39,6 +45,7 @@ from typing import cast
 
 import h2.errors
 import h2.events
+import h2.exceptions
 import h2.settings
 from hypercorn.events import RawData, Updated
 from hypercorn.protocol import h2 as hypercorn_h2
@@ -72,12 +79,15 @@ async def _handle_events(self: H2Protocol, events: list[h2.events.Event]) -> Non
 async def _request_received(self: H2Protocol, request: h2.events.RequestReceived) -> None:
     headers = cast(Sequence[tuple[bytes, bytes]], request.headers)  # hypercorn asks h2 for bytes
     if self.context.terminated.is_set():  # as upstream: the server is shutting down
-        self.connection.reset_stream(request.stream_id)
         self.connection.update_settings({MAX_CONCURRENT_STREAMS: 0})
+        with _unless_reset_already():
+            self.connection.reset_stream(request.stream_id)
     elif _retired(self) or len(self.streams) >= self.config.h2_max_concurrent_streams:
-        self.connection.reset_stream(request.stream_id, REFUSED_STREAM)
+        with _unless_reset_already():
+            self.connection.reset_stream(request.stream_id, REFUSED_STREAM)
     elif (status := _status_without_app(headers)) is not None:
-        _answer_without_app(self, request, status)
+        with _unless_reset_already():
+            _answer_without_app(self, request, status)
     else:
         await self._create_stream(request)
         await self.send(Updated(idle=False))
@@ -89,14 +99,28 @@ def _retired(self: H2Protocol) -> bool:
     return self.keep_alive_requests >= self.config.keep_alive_max_requests
 
 
+def _unless_reset_already() -> contextlib.AbstractContextManager[None]:
+    """For what is sent on a stream whose HEADERS are being handled: the client may have reset
+    it in the same packet, and then h2 has closed it (and may have forgotten it)."""
+    return contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError)
+
+
+WEBSOCKET_LISTS = frozenset({b"connection", b"sec-websocket-extensions", b"sec-websocket-protocol"})
+
+
 def _status_without_app(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
     """The status for a request the app cannot be given; None for one it can. hypercorn decodes
-    the method and the path (before `?`) as ASCII for the ASGI scope."""
+    the method and the path (before `?`) as ASCII for the ASGI scope, and for a CONNECT (always
+    a WebSocket to hypercorn) wsproto decodes the comma-separated WebSocket headers as ASCII."""
     fields = dict(headers)  # h2 has checked the pseudo-headers: each at most once, `:method` set
     path = fields.get(b":path")
     if path is None:  # an ordinary CONNECT (RFC 9113 §8.5): a tunnel, which hypercorn cannot be
         return 501
     if not (fields[b":method"] + path.partition(b"?")[0]).isascii():
+        return 400
+    if fields[b":method"] == b"CONNECT" and not all(
+        value.isascii() for name, value in headers if name in WEBSOCKET_LISTS
+    ):
         return 400
     return None
 
