@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import h2.config
 import h2.connection
 import h2.errors
 import h2.events
+import h2.settings
 import hypercorn.config
 import hypercorn.trio
 import pytest
@@ -86,10 +87,12 @@ class App(RawApp):
 
 
 def config(
-    max_connections: int | None = None, keep_alive_timeout: float = BOUND
+    max_connections: int | None = None,
+    keep_alive_timeout: float = BOUND,
+    request_timeout: float = BOUND,
 ) -> hypercorn.config.Config:
     config = server_config(keep_alive_timeout=keep_alive_timeout, graceful_timeout=BOUND)
-    bound_connections(config, Bounds(request_timeout=BOUND, max_connections=max_connections))
+    bound_connections(config, Bounds(request_timeout, max_connections))
     return config
 
 
@@ -265,6 +268,62 @@ async def test_an_http2_stream_whose_body_never_ends_is_reset_and_the_others_go_
 
 
 @pytest.mark.usefixtures("corrected")
+async def test_an_http2_connection_whose_overdue_stream_was_reset_is_closed_once_idle() -> None:
+    async with (
+        serving(App(), config()) as port,
+        await trio.open_tcp_stream("127.0.0.1", port) as tcp,
+    ):
+        client = H2Client(tcp)
+        await client.request("POST", "/", end=False)  # and never the body
+        # Reset after request_timeout, then idle: closed after keep_alive_timeout.
+        assert await closed_by_server(tcp, 2 * BOUND + SLACK) >= 2 * BOUND * 0.9
+
+
+PING = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"12345678"  # a PING frame, 17 bytes
+
+
+@pytest.mark.usefixtures("corrected")
+async def test_a_client_that_sends_pings_and_reads_no_acknowledgement_is_closed() -> None:
+    async with serving(App(), config(keep_alive_timeout=30)) as port:
+        sock = trio.socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window
+        await sock.connect(("127.0.0.1", port))
+        async with trio.SocketStream(sock) as tcp:
+            await H2Client(tcp).flush()  # the preface
+            # Until the server, stuck writing, stops reading (or, corrected, closes).
+            with trio.move_on_after(5), suppress(trio.BrokenResourceError):
+                await tcp.send_all(PING * 250_000)  # 4 MB, acknowledged with as much
+            await trio.sleep(BOUND + SLACK)  # reading nothing: reading would set the server free
+            assert tcp_state(tcp) != TCP_ESTABLISHED
+
+
+TCP_ESTABLISHED = 1  # linux/tcp_states.h
+
+
+def tcp_state(stream: trio.SocketStream) -> int:
+    """The state of the connection, as this end's kernel sees it (without reading from it)."""
+    info: bytes = stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+    return info[0]
+
+
+@pytest.mark.usefixtures("corrected")
+async def test_an_http2_answer_no_window_lets_out_is_reset() -> None:
+    async with (
+        serving(App(), config()) as port,
+        await trio.open_tcp_stream("127.0.0.1", port) as tcp,
+    ):
+        client = H2Client(tcp)
+        client.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        stream_id = await client.request("GET", "/")
+        with trio.fail_after(3 * BOUND + SLACK):  # noticed within a bound, then a bound more
+            while stream_id not in client.reset:
+                assert await client.receive(), "the server closed the connection"
+        assert client.reset[stream_id] == h2.errors.ErrorCodes.CANCEL
+        assert client.bodies.get(stream_id) is None
+        await closed_by_server(tcp, BOUND + SLACK)  # idle
+
+
+@pytest.mark.usefixtures("corrected")
 @pytest.mark.parametrize("path", ["/stream", "/slow"])
 async def test_an_http1_answer_longer_than_the_bounds_is_not_touched(path: str) -> None:
     async with (
@@ -317,7 +376,10 @@ async def test_shutdown_ends_within_graceful_timeout_while_a_client_does_not_rea
 
     async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
         await hypercorn.trio.serve(
-            App(), config(), shutdown_trigger=shutdown.wait, task_status=task_status
+            App(),
+            config(request_timeout=30),  # only the shutdown ends it
+            shutdown_trigger=shutdown.wait,
+            task_status=task_status,
         )
         served.set()
 

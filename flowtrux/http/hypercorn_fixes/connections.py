@@ -16,14 +16,21 @@ which `TCPServer.run` starts and the protocols stop and restart with `Updated` e
   it: the process exited only when the client closed (40 s);
 - `run` lets any exception of one connection out, and under the trio worker that ends `serve`:
   a WebSocket handshake whose `Sec-WebSocket-Protocol` is not ASCII (wsproto decodes it) stopped
-  the process, exit code 1, with one request.
+  the process, exit code 1, with one request;
+- a client that asks for something and never takes the answer holds its connection for good: a
+  flood of PINGs (or SETTINGS) from a client that does not read leaves hypercorn's reader stuck
+  writing their acknowledgements, and a client that grants no flow-control window (`SETTINGS
+  _INITIAL_WINDOW_SIZE` 0) leaves an answer waiting for ever, on any route.
 
 The correction replaces `TCPServer.run`. A watchdog, derived from the protocol's own state
 rather than from `Updated` events, ends a connection that waits on its client too long: idle,
 after `keep_alive_timeout` (at once when the server shuts down; a new connection gets
 `request_timeout` at most); a request whose headers or body are not all there after
 `request_timeout` (HTTP/1.1: the connection is closed; HTTP/2: the stream is reset). A request
-the app is answering, or waiting to answer, is never the client's delay. The watchdog lives
+the app is answering, or waiting to answer, is never the client's delay; but a client that has
+taken none of what is written to it (a piece of 64 KiB at most) for `request_timeout` has
+stopped reading, and its connection is closed; and an HTTP/2 answer that has waited as long for
+the client to grant it a flow-control window is reset. The watchdog lives
 beside the connection's task group, so when the server gives up on the connection it closes
 the socket, which ends a shielded write stuck on a client that does not read. Past
 `max_connections` open at once, a new connection is closed at once, with one log line per
@@ -59,6 +66,7 @@ from hypercorn.utils import parse_socket_addr
 from flowtrux.http.hypercorn_fixes.fix import Fix
 
 EPISODE_ENDS_AT = 0.9  # of the cap: a new episode is logged once the count has fallen this far
+WRITE_PIECE = 64 * 1024  # bytes written at a time: each piece taken is the client's progress
 
 
 @attrs.frozen
@@ -108,6 +116,12 @@ class Owed(enum.Enum):
     NEXT_REQUEST = "its next request"
     REQUEST = "the rest of an HTTP/1.1 request"
     STREAM = "the rest of an HTTP/2 stream's request"
+    WINDOW = "a flow-control window for an HTTP/2 stream's answer"
+
+    @property
+    def of_a_stream(self) -> bool:
+        """Overdue, it ends that HTTP/2 stream; any other ends the connection."""
+        return self in (Owed.STREAM, Owed.WINDOW)
 
 
 @attrs.frozen
@@ -141,8 +155,9 @@ def _h2_waits(protocol: H2Protocol) -> set[Wait]:
         return set()
     if not protocol.streams:
         return {Wait(Owed.NEXT_REQUEST, protocol.keep_alive_requests)}
-    awaited = (number for number in protocol.streams if _awaits_body(protocol, number))
-    return {Wait(Owed.STREAM, number) for number in awaited}
+    bodies = {Wait(Owed.STREAM, n) for n in protocol.streams if _awaits_body(protocol, n)}
+    windows = {Wait(Owed.WINDOW, n) for n in protocol.streams if _awaits_window(protocol, n)}
+    return bodies | windows
 
 
 def _awaits_body(protocol: H2Protocol, stream_id: int) -> bool:
@@ -156,6 +171,21 @@ def _awaits_body(protocol: H2Protocol, stream_id: int) -> bool:
     )
 
 
+def _awaits_window(protocol: H2Protocol, stream_id: int) -> bool:
+    """The answer has data to send and the client's flow-control window has no room for it."""
+    buffer, h2_stream = (
+        protocol.stream_buffers.get(stream_id),
+        protocol.connection.streams.get(stream_id),
+    )
+    return (
+        buffer is not None
+        and len(buffer.buffer) > 0
+        and h2_stream is not None
+        and not h2_stream.closed
+        and protocol.connection.local_flow_control_window(stream_id) <= 0
+    )
+
+
 @attrs.define(eq=False)
 class Watchdog:
     """Ends a connection, or an HTTP/2 stream, that waits on its client for too long; closes
@@ -165,6 +195,7 @@ class Watchdog:
     request_timeout: float
     _since: dict[Wait, float] = attrs.field(factory=dict)
     _busy_since: float | None = None
+    _writing_since: float | None = None
     _alarm: trio.CancelScope = attrs.field(factory=trio.CancelScope)
 
     def update(self) -> None:
@@ -186,6 +217,17 @@ class Watchdog:
             self._busy_since = None
             self.update()
 
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """While a piece of what is written waits for the client to take it: its time."""
+        self._writing_since = trio.current_time()
+        self._alarm.deadline = self._deadline()
+        try:
+            yield
+        finally:
+            self._writing_since = None
+            self.update()
+
     async def watch(self) -> None:
         """Until cancelled; then close the socket, which also ends a write stuck on a client
         that does not read (hypercorn shields writes from cancellation)."""
@@ -202,12 +244,14 @@ class Watchdog:
 
     def _expire_overdue(self) -> bool:
         """Reset the overdue HTTP/2 streams; True when the whole connection is overdue."""
+        now = trio.current_time()
+        if self._writing_since is not None and self._writing_since + self.request_timeout <= now:
+            return True  # the client has stopped reading
         if self._busy_since is not None:
             return False  # the reader waits on the app; `busy` will update
         self.update()
-        now = trio.current_time()
         overdue = [wait for wait, since in self._since.items() if since + self._bound(wait) <= now]
-        if any(wait.owed is not Owed.STREAM for wait in overdue):
+        if not all(wait.owed.of_a_stream for wait in overdue):
             return True  # `watch` returns and closes the socket: the reader then ends it all
         for wait in overdue:
             self._reset(wait.number)
@@ -217,16 +261,29 @@ class Watchdog:
         protocol = self.server.protocol.protocol
         assert isinstance(protocol, H2Protocol)
         protocol.connection.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
-        self.server._task_group.spawn(_forget_stream, protocol, stream_id)
+        self.server._task_group.spawn(self._forget_stream, protocol, stream_id)
+
+    async def _forget_stream(self, protocol: H2Protocol, stream_id: int) -> None:
+        """What hypercorn does when the client resets a stream: the app hears `http.disconnect`,
+        the stream's buffer is let go; then the reset goes out. Then the connection may be idle,
+        which no `Updated` would tell."""
+        await protocol._close_stream(stream_id)
+        await protocol._window_updated(stream_id)
+        await protocol._flush()
+        self.update()
 
     def _current_waits(self) -> set[Wait]:
         return _waits(self.server.protocol.protocol)
 
     def _deadline(self) -> float:
+        """The next due; and at the latest `request_timeout` from now, to look again at what
+        nothing reports (an answer's data that no window lets out)."""
+        writing = inf if self._writing_since is None else self._writing_since + self.request_timeout
+        look_again = trio.current_time() + self.request_timeout
         if self._busy_since is not None:
-            return inf
+            return min(writing, look_again)
         dues = (since + self._bound(wait) for wait, since in self._since.items())
-        return min(dues, default=inf)
+        return min(*dues, writing, look_again)
 
     def _bound(self, wait: Wait) -> float:
         if wait.owed is not Owed.NEXT_REQUEST:
@@ -235,14 +292,6 @@ class Watchdog:
             return 0.0
         keep_alive: float = self.server.config.keep_alive_timeout
         return keep_alive if wait.number > 0 else min(keep_alive, self.request_timeout)
-
-
-async def _forget_stream(protocol: H2Protocol, stream_id: int) -> None:
-    """What hypercorn does when the client resets a stream: the app hears `http.disconnect`,
-    the stream's buffer is let go; then the reset goes out."""
-    await protocol._close_stream(stream_id)
-    await protocol._window_updated(stream_id)
-    await protocol._flush()
 
 
 async def _run(self: TCPServer) -> None:
@@ -322,7 +371,7 @@ async def _send(self: TCPServer, watchdog: Watchdog, event: Event) -> None:
                 # A write cut short would corrupt the framing; one stuck on a client that
                 # does not read ends when the watchdog closes the socket.
                 with trio.CancelScope(shield=True):
-                    await self.stream.send_all(event.data)
+                    await _send_all(self.stream, event.data, watchdog)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.protocol.handle(Closed())
     elif isinstance(event, Closed):
@@ -330,6 +379,13 @@ async def _send(self: TCPServer, watchdog: Watchdog, event: Event) -> None:
         await self.protocol.handle(Closed())
     elif isinstance(event, Updated):
         watchdog.update()
+
+
+async def _send_all(stream: trio.abc.SendStream, data: bytes, watchdog: Watchdog) -> None:
+    whole = memoryview(data)
+    for start in range(0, len(whole), WRITE_PIECE):
+        with watchdog.writing():
+            await stream.send_all(whole[start : start + WRITE_PIECE])
 
 
 async def _read(self: TCPServer, watchdog: Watchdog) -> None:
