@@ -7,6 +7,7 @@ while upstream still has the bug (`Fix.upstream_has_bug`), each with a test that
 - `h2_streams`: HTTP/2 streams, which are opened or refused, and how a connection retires;
 - `app_inbox`: what the app receives, the request body and the client's disconnect;
 - `h11_reading`: HTTP/1.1 reading, a close seen behind a pipelined request, `100 Continue`;
+- `h11_answers`: an HTTP/1.1 answer after which the connection closes says so;
 - `connections`: every connection reclaimed, none past a cap, none holding up the shutdown.
 """
 
@@ -20,6 +21,7 @@ from flowtrux.http.hypercorn_fixes import (
     connections,
     flow_control,
     h2_streams,
+    h11_answers,
     h11_reading,
 )
 from flowtrux.http.hypercorn_fixes.fix import Fix
@@ -31,6 +33,7 @@ FIXES: tuple[Fix, ...] = (
     *h2_streams.FIXES,
     *app_inbox.FIXES,
     *h11_reading.FIXES,
+    *h11_answers.FIXES,
     *connections.FIXES,
 )
 
