@@ -72,6 +72,7 @@ class Settings:
     run_timeout_s: float = attrs.field(default=900.0, validator=_positive)
     max_concurrent_nodes: int = attrs.field(default=16, validator=_positive)
     keepalive_s: float = attrs.field(default=15.0, validator=_positive)
+    lease_s: float = attrs.field(default=30.0, validator=_positive)
     request_timeout_s: float = attrs.field(default=30.0, validator=_positive)
     max_connections: int = attrs.field(
         factory=max_connections_allowed, validator=[_positive, _under_fd_limit]

@@ -21,6 +21,7 @@ def run_settings(settings: Settings) -> RunSettings:
     return RunSettings(
         limits=Limits(settings.run_timeout_s, settings.max_concurrent_nodes),
         max_runs_per_workspace=settings.max_runs_per_workspace,
+        lease_s=settings.lease_s,
     )
 
 
