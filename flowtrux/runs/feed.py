@@ -7,9 +7,10 @@ number. While earlier pages are read nothing live is held. A feed the hub droppe
 that sees a gap, simply catches up again. What one feed holds is bounded in bytes: one page,
 and what its subscription may hold (see hub.py).
 
-A run that is RUNNING in the store but not live here (another process runs it, or ran it and
-died) is followed by reading the store again, with growing pauses, until its terminal event is
-stored: by its process, or by the lease rules once that process is gone (see leases.py).
+A run that is RUNNING in the store for another process (one that runs it, or ran it and died)
+is followed by reading the store again, with growing pauses, until its terminal event is stored:
+by its process, or by the lease rules once that process is gone (see leases.py). A run of this
+process that is no longer live here was given up (its end could not be stored): nothing follows.
 """
 
 from collections import deque
@@ -20,7 +21,6 @@ import attrs
 import trio
 
 from flowtrux.backoff import pauses
-from flowtrux.engine.states import RunStatus
 from flowtrux.errors import StoreUnavailable
 from flowtrux.runs.hub import Hub, Subscription
 from flowtrux.store.executions import PAGE_BYTES, EventPage, ExecutionStore, StoredEvent
@@ -33,19 +33,21 @@ class Feed:
     execution_id: str
     hub: Hub
     store: ExecutionStore
+    process_id: str  # the process the feed is in
     last_seq: int = 0
     page_bytes: int = PAGE_BYTES
     _live: Subscription | None = attrs.field(default=None, init=False)
     _page: deque[StoredEvent] = attrs.field(factory=deque, init=False)
     _ended: bool = attrs.field(default=False, init=False)
-    _elsewhere: bool = attrs.field(default=False, init=False)  # RUNNING, not live here
+    _elsewhere: bool = attrs.field(default=False, init=False)  # another process's RUNNING run
     _polls: Iterator[float] = attrs.field(factory=lambda: _poll_pauses(), init=False)
     _next_poll_at: float = attrs.field(default=0.0, init=False)  # a deadline: a cancelled
     # `receive` (a keepalive is due) does not put the next read off
 
     async def receive(self) -> StoredEvent:
         """The next event. Raises EndOfChannel after the terminal event, or when the run is
-        neither RUNNING nor has stored events left to give. Checkpoints."""
+        neither live here nor RUNNING elsewhere, nor has stored events left to give.
+        Checkpoints."""
         while not self._ended:
             event = await self._next()
             if event.seq > self.last_seq:
@@ -56,7 +58,7 @@ class Feed:
 
     async def has_more(self) -> bool:
         """Whether an event may still come: one is stored after `last_seq`, or the run is live
-        or RUNNING. What it reads is kept for `receive`. Checkpoints."""
+        here or RUNNING elsewhere. What it reads is kept for `receive`. Checkpoints."""
         if self._page or self._live is not None or self._elsewhere:
             return True
         try:
@@ -92,7 +94,7 @@ class Feed:
         live = self.hub.subscribe(self.execution_id)  # before the read: see the module's doc
         try:
             # Asked before the page is read: a run that ended since has its end in the page.
-            elsewhere = live is None and await self._stored_status() is RunStatus.RUNNING
+            elsewhere = live is None and await self._runs_elsewhere()
             page = await self._read_page()
         except BaseException:
             if live is not None:
@@ -121,8 +123,10 @@ class Feed:
             )
         )
 
-    async def _stored_status(self) -> RunStatus | None:
-        return await _patiently(lambda: self.store.status(self.execution_id))
+    async def _runs_elsewhere(self) -> bool:
+        return await _patiently(
+            lambda: self.store.runs_elsewhere(self.execution_id, self.process_id)
+        )
 
     def _unsubscribe(self) -> None:
         if self._live is not None:

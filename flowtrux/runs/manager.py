@@ -122,7 +122,7 @@ class RunManager:
 
     def subscribe(self, execution_id: str, after: int = 0) -> Feed:
         """The events of `execution_id` after sequence number `after`, stored then live."""
-        return Feed(execution_id, self.hub, self.executions, after)
+        return Feed(execution_id, self.hub, self.executions, self.process_id, after)
 
     def detach(self, run: Run) -> None:
         """The request that started `run` went away: cancel the run, unless its trigger says

@@ -225,6 +225,18 @@ class ExecutionStore:
         )
         return None if row is None else RunStatus(row["status"])
 
+    async def runs_elsewhere(self, execution_id: str, process_id: str) -> bool:
+        """Whether the execution is RUNNING in the store for a process other than
+        `process_id`."""
+        row = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT 1 FROM executions"
+                " WHERE id = :id AND status = 'RUNNING' AND process_id != :process",
+                {"id": execution_id, "process": process_id},
+            ).fetchone()
+        )
+        return row is not None
+
     async def summaries(self, where: ExecutionFilter) -> list[ExecutionSummary]:
         sql, params = _summaries_query(where)
         rows = await self.db.read(lambda conn: conn.execute(sql, params).fetchall())

@@ -3,6 +3,7 @@ button reaches runs of other processes."""
 
 import json
 import logging
+from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import pytest
@@ -88,17 +89,18 @@ async def test_processes_racing_to_end_the_same_orphans_end_each_once(
     orphans = [f"exec-{n}" for n in range(20)]
     for execution_id in orphans:
         await new_execution(store, save_workflow, execution_id, process_id="proc-gone")
-    url = store.url
 
-    async def process(stops: bool) -> None:
-        async with open_store(url) as own, open_run_manager(own, RunSettings()) as manager:
+    async def process(own: Store, stops: bool) -> None:
+        async with open_run_manager(own, RunSettings()) as manager:
             if stops:
                 for execution_id in orphans:
                     await manager.stop(execution_id)
 
-    async with trio.open_nursery() as nursery:
-        for stops in (False, True, False, True):
-            nursery.start_soon(process, stops)
+    async with AsyncExitStack() as stores:  # opened one by one: each applies the migrations
+        processes = [await stores.enter_async_context(open_store(store.url)) for _ in range(4)]
+        async with trio.open_nursery() as nursery:
+            for own, stops in zip(processes, (False, True, False, True), strict=True):
+                nursery.start_soon(process, own, stops)
 
     for execution_id in orphans:
         assert await terminal_events(store, execution_id) == ["error"], execution_id
