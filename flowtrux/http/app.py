@@ -23,6 +23,7 @@ def run_settings(settings: Settings) -> RunSettings:
             settings.run_timeout_s, settings.max_concurrent_nodes, settings.max_output_bytes
         ),
         max_runs_per_workspace=settings.max_runs_per_workspace,
+        lease_s=settings.lease_s,
     )
 
 

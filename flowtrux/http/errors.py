@@ -4,7 +4,7 @@ import logging
 
 import attrs
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from flowtrux import errors
@@ -70,6 +70,14 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def client_left(request: Request, exc: Exception) -> Response:
+    """The client left while its body was read: nothing to log as an error, no one to answer.
+    (Under `flowtrux serve` the app's inbox cancels such a handler first; this is for a server
+    that does not.)"""
+    logger.debug("%s %s: the client left before its whole body", request.method, request.url.path)
+    return Response(status_code=400)
+
+
 async def server_error(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "FlowTrux hit an unexpected error; it has been logged.", "internal")
@@ -78,5 +86,6 @@ async def server_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     errors.FlowtruxError: flowtrux_error,
     HTTPException: http_error,
+    ClientDisconnect: client_left,
     Exception: server_error,
 }

@@ -6,9 +6,16 @@ after commit, so no event can fall between the two, and duplicates are dropped b
 number. While earlier pages are read nothing live is held. A feed the hub dropped for lagging, or
 that sees a gap, simply catches up again. What one feed holds is bounded in bytes: one page,
 and what its subscription may hold (see hub.py).
+
+A run that is RUNNING in the store for another process (one that runs it, or ran it and died)
+is followed by reading the store again, with growing pauses, until its terminal event is stored:
+by its process, or by the lease rules once that process is gone (see leases.py). A run of this
+process that is no longer live here was given up (its end could not be stored): nothing follows.
 """
 
 from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import attrs
 import trio
@@ -18,21 +25,29 @@ from flowtrux.errors import StoreUnavailable
 from flowtrux.runs.hub import Hub, Subscription
 from flowtrux.store.executions import PAGE_BYTES, EventPage, ExecutionStore, StoredEvent
 
+T = TypeVar("T")
+
 
 @attrs.define(eq=False)
 class Feed:
     execution_id: str
     hub: Hub
     store: ExecutionStore
+    process_id: str  # the process the feed is in
     last_seq: int = 0
     page_bytes: int = PAGE_BYTES
     _live: Subscription | None = attrs.field(default=None, init=False)
     _page: deque[StoredEvent] = attrs.field(factory=deque, init=False)
     _ended: bool = attrs.field(default=False, init=False)
+    _elsewhere: bool = attrs.field(default=False, init=False)  # another process's RUNNING run
+    _polls: Iterator[float] = attrs.field(factory=lambda: _poll_pauses(), init=False)
+    _next_poll_at: float = attrs.field(default=0.0, init=False)  # a deadline: a cancelled
+    # `receive` (a keepalive is due) does not put the next read off
 
     async def receive(self) -> StoredEvent:
         """The next event. Raises EndOfChannel after the terminal event, or when the run is
-        neither live here nor has stored events left to give. Checkpoints."""
+        neither live here nor RUNNING elsewhere, nor has stored events left to give.
+        Checkpoints."""
         while not self._ended:
             event = await self._next()
             if event.seq > self.last_seq:
@@ -42,9 +57,9 @@ class Feed:
         raise trio.EndOfChannel
 
     async def has_more(self) -> bool:
-        """Whether an event may still come: one is stored after `last_seq`, or the run is live.
-        What it reads is kept for `receive`. Checkpoints."""
-        if self._page or self._live is not None:
+        """Whether an event may still come: one is stored after `last_seq`, or the run is live
+        here or RUNNING elsewhere. What it reads is kept for `receive`. Checkpoints."""
+        if self._page or self._live is not None or self._elsewhere:
             return True
         try:
             await self._catch_up()
@@ -71,11 +86,15 @@ class Feed:
                     if event.seq <= self.last_seq + 1:
                         return event
                     self._unsubscribe()  # a gap: the store has what fell in it
+            elif self._elsewhere:
+                await trio.sleep_until(self._next_poll_at)
             await self._catch_up()
 
     async def _catch_up(self) -> None:
         live = self.hub.subscribe(self.execution_id)  # before the read: see the module's doc
         try:
+            # Asked before the page is read: a run that ended since has its end in the page.
+            elsewhere = live is None and await self._runs_elsewhere()
             page = await self._read_page()
         except BaseException:
             if live is not None:
@@ -85,25 +104,47 @@ class Feed:
             self._live = live
         elif live is not None:
             self.hub.unsubscribe(self.execution_id, live)  # later pages come first
-        if not page.events and live is None:
+        if not page.events and live is None and not elsewhere:
             self._ended = True
             raise trio.EndOfChannel
+        self._elsewhere = elsewhere and not page.events
+        if self._elsewhere:
+            self._next_poll_at = trio.current_time() + next(self._polls)
+        elif page.events:
+            self._polls = _poll_pauses()
         self._page.extend(page.events)
 
     async def _read_page(self) -> EventPage:
         """The next page, waiting while the store cannot answer (a stream keeps its keepalives
         meanwhile)."""
-        for pause in pauses(0.05, 2.0):
-            try:
-                return await self.store.events_after(
-                    self.execution_id, self.last_seq, max_bytes=self.page_bytes
-                )
-            except StoreUnavailable:
-                pass
-            await trio.sleep(pause)
-        raise AssertionError("pauses() never ends")
+        return await _patiently(
+            lambda: self.store.events_after(
+                self.execution_id, self.last_seq, max_bytes=self.page_bytes
+            )
+        )
+
+    async def _runs_elsewhere(self) -> bool:
+        return await _patiently(
+            lambda: self.store.runs_elsewhere(self.execution_id, self.process_id)
+        )
 
     def _unsubscribe(self) -> None:
         if self._live is not None:
             self.hub.unsubscribe(self.execution_id, self._live)
             self._live = None
+
+
+def _poll_pauses() -> Iterator[float]:
+    """The pauses between reads of a run followed through the store."""
+    return pauses(0.25, 2.0)
+
+
+async def _patiently(read: Callable[[], Awaitable[T]]) -> T:
+    """`read()`, tried again while the store cannot answer."""
+    for pause in pauses(0.05, 2.0):
+        try:
+            return await read()
+        except StoreUnavailable:
+            pass
+        await trio.sleep(pause)
+    raise AssertionError("pauses() never ends")

@@ -1,47 +1,80 @@
-"""This process's lease, and the end of runs whose process stopped without ending them."""
+"""This process's lease, the end of runs whose process stopped without ending them, and the
+Stop requests other processes left for this one's runs."""
 
 import logging
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
 import trio
 
 from flowtrux.errors import StoreUnavailable
-from flowtrux.runs.journal import Journal
+from flowtrux.runs import payloads
 from flowtrux.runs.outcome import Outcome
-from flowtrux.store.processes import ProcessStore
+from flowtrux.store.executions import Finish, NewEvent
+from flowtrux.store.processes import OrphanedRun, ProcessStore
 from flowtrux.timestamps import utc_now
 
 logger = logging.getLogger(__name__)
 
+StopRun = Callable[[str], Awaitable[object]]
+
 
 async def keep_lease(
     processes: ProcessStore,
-    journal: Journal,
     process_id: str,
     lease_s: float,
+    stop: StopRun,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Renew the lease every third of its length and end the runs of lapsed processes."""
-    await _renew_and_recover(processes, journal, process_id, lease_s)
+    """Every third of the lease: renew it, end the runs of lapsed processes, and `stop` the runs
+    of this process that another one was asked to stop."""
+    await _renew_and_recover(processes, process_id, lease_s, stop)
     task_status.started()
     while True:
         await trio.sleep(lease_s / 3)
         try:
-            await _renew_and_recover(processes, journal, process_id, lease_s)
+            await _renew_and_recover(processes, process_id, lease_s, stop)
         except StoreUnavailable as exc:
             logger.warning("could not renew the process lease: %s", exc.cause)
         except Exception:
             logger.exception("could not renew the process lease")
 
 
+async def end_if_orphaned(
+    processes: ProcessStore, execution_id: str, lease_s: float, *, abandoned_by: str | None = None
+) -> bool:
+    """End `execution_id` INTERRUPTED, with its `error` event, if it is RUNNING and its process's
+    lease lapsed (or its process is `abandoned_by`, which knows it does not run it). False, and
+    nothing written, for any other run: one ended meanwhile, by whoever, is never ended again."""
+    ended = await processes.end_orphan(
+        execution_id, _lapsed_before(lease_s), _interrupted, abandoned_by=abandoned_by
+    )
+    if ended:
+        logger.warning("execution %s was left RUNNING by a stopped process", execution_id)
+    return ended
+
+
 async def _renew_and_recover(
-    processes: ProcessStore, journal: Journal, process_id: str, lease_s: float
+    processes: ProcessStore, process_id: str, lease_s: float, stop: StopRun
 ) -> None:
     await processes.renew(process_id)
+    for execution_id in await processes.orphaned_runs(_lapsed_before(lease_s)):
+        await end_if_orphaned(processes, execution_id, lease_s)
+    for execution_id in await processes.stops_requested(process_id):
+        await stop(execution_id)
+
+
+def _lapsed_before(lease_s: float) -> datetime:
+    return utc_now() - timedelta(seconds=lease_s)
+
+
+def _interrupted(orphan: OrphanedRun) -> tuple[NewEvent, Finish]:
     now = utc_now()
-    for orphan in await processes.orphaned_runs(now - timedelta(seconds=lease_s)):
-        elapsed_ms = round((now - orphan.started_at).total_seconds() * 1000)
-        recorder = journal.recorder(orphan.execution_id, orphan.last_seq)
-        await recorder.finish(Outcome.interrupted(), elapsed_ms)
-        logger.warning("execution %s was left RUNNING by a stopped process", orphan.execution_id)
+    elapsed_ms = round((now - orphan.started_at).total_seconds() * 1000)
+    outcome = Outcome.interrupted()
+    payload = payloads.terminal_payload(orphan.execution_id, outcome, elapsed_ms)
+    return (
+        NewEvent(orphan.execution_id, orphan.last_seq + 1, outcome.event_name, payload),
+        Finish(orphan.execution_id, outcome.status, None, outcome.error, now, elapsed_ms),
+    )

@@ -7,6 +7,7 @@ never lets an exception out: one failing run cannot take the server down.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -24,10 +25,11 @@ from flowtrux.ids import new_id
 from flowtrux.runs.feed import Feed
 from flowtrux.runs.hub import SUBSCRIBER_BYTES, Hub
 from flowtrux.runs.journal import Journal, Recorder
-from flowtrux.runs.leases import keep_lease
+from flowtrux.runs.leases import end_if_orphaned, keep_lease
 from flowtrux.runs.outcome import CANCELLED_BY_SHUTDOWN, CANCELLED_BY_USER, Outcome
 from flowtrux.runs.run import Run
 from flowtrux.store.executions import Backgrounded, ExecutionStore, NewExecution
+from flowtrux.store.processes import ProcessStore
 from flowtrux.store.store import Store
 from flowtrux.store.workflows import Workflow
 from flowtrux.timestamps import to_iso, utc_now
@@ -44,9 +46,18 @@ class RunSettings:
     lease_s: float = 30.0
 
 
+class Stopping(enum.Enum):
+    """What the Stop button did."""
+
+    CANCELLING = "CANCELLING"  # cancelled here, or asked of the live process that runs it
+    INTERRUPTED = "INTERRUPTED"  # its process is gone: it has just been ended
+    ENDED = "ENDED"  # it had already ended: nothing to do
+
+
 @attrs.define(eq=False)
 class RunManager:
     executions: ExecutionStore
+    processes: ProcessStore
     journal: Journal
     hub: Hub
     settings: RunSettings
@@ -111,7 +122,7 @@ class RunManager:
 
     def subscribe(self, execution_id: str, after: int = 0) -> Feed:
         """The events of `execution_id` after sequence number `after`, stored then live."""
-        return Feed(execution_id, self.hub, self.executions, after)
+        return Feed(execution_id, self.hub, self.executions, self.process_id, after)
 
     def detach(self, run: Run) -> None:
         """The request that started `run` went away: cancel the run, unless its trigger says
@@ -124,13 +135,25 @@ class RunManager:
         else:
             run.cancel(CANCELLED_BY_USER)
 
-    def stop(self, execution_id: str) -> bool:
-        """The Stop button: cancel the run if it runs here. False when it does not (it ended)."""
+    async def stop(self, execution_id: str) -> Stopping:
+        """The Stop button, wherever the run is. A run of this process is cancelled. A RUNNING
+        run of a process whose lease lapsed, or of this one that no longer runs it, is ended
+        INTERRUPTED now. A run of another process is stopped by that process when it next
+        renews its lease, or, should it be gone, ended INTERRUPTED once its lease lapses.
+
+        Raises StoreUnavailable."""
         run = self._runs.get(execution_id)
-        if run is None or run.status is not RunStatus.RUNNING:
-            return False
-        run.cancel(CANCELLED_BY_USER)
-        return True
+        if run is not None:
+            if run.status is not RunStatus.RUNNING:
+                return Stopping.ENDED
+            run.cancel(CANCELLED_BY_USER)
+            return Stopping.CANCELLING
+        here, lease_s = self.process_id, self.settings.lease_s
+        if await end_if_orphaned(self.processes, execution_id, lease_s, abandoned_by=here):
+            return Stopping.INTERRUPTED
+        if await self.processes.request_stop(execution_id):
+            return Stopping.CANCELLING
+        return Stopping.ENDED
 
     def running(self) -> list[Run]:
         return list(self._runs.values())
@@ -228,11 +251,15 @@ async def open_run_manager(store: Store, settings: RunSettings) -> AsyncIterator
     process_id = new_id("proc")
     async with trio.open_nursery() as services:
         await services.start(journal.run)
-        await services.start(keep_lease, store.processes, journal, process_id, settings.lease_s)
         try:
             async with trio.open_nursery() as runs:
-                manager = RunManager(store.executions, journal, hub, settings, process_id, runs)
+                manager = RunManager(
+                    store.executions, store.processes, journal, hub, settings, process_id, runs
+                )
                 journal.on_refused = manager.fail
+                await services.start(
+                    keep_lease, store.processes, process_id, settings.lease_s, manager.stop
+                )
                 try:
                     yield manager
                 finally:

@@ -276,6 +276,27 @@ class ExecutionStore:
 
         return await self.db.read(fetch)
 
+    async def status(self, execution_id: str) -> RunStatus | None:
+        """The execution's status as stored now; None when there is no such execution."""
+        row = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT status FROM executions WHERE id = :id", {"id": execution_id}
+            ).fetchone()
+        )
+        return None if row is None else RunStatus(row["status"])
+
+    async def runs_elsewhere(self, execution_id: str, process_id: str) -> bool:
+        """Whether the execution is RUNNING in the store for a process other than
+        `process_id`."""
+        row = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT 1 FROM executions"
+                " WHERE id = :id AND status = 'RUNNING' AND process_id != :process",
+                {"id": execution_id, "process": process_id},
+            ).fetchone()
+        )
+        return row is not None
+
     async def summaries(self, where: ExecutionFilter) -> list[ExecutionSummary]:
         sql, params = _summaries_query(where)
         rows = await self.db.read(lambda conn: conn.execute(sql, params).fetchall())
@@ -326,7 +347,7 @@ def _append(conn: Connection, records: Iterable[JournalRecord]) -> Appended:
         logs,
     )
     conn.executemany("UPDATE executions SET background = TRUE WHERE id = :id", backgrounded)
-    stale = [finish.execution_id for finish in finishes if not _finish(conn, finish)]
+    stale = [finish.execution_id for finish in finishes if not finish_running(conn, finish)]
     return Appended(events, stale)
 
 
@@ -344,7 +365,8 @@ class _Encoder:
         return found[1]
 
 
-def _finish(conn: Connection, finish: Finish) -> bool:
+def finish_running(conn: Connection, finish: Finish) -> bool:
+    """Store `finish` if the execution is still RUNNING; False when it was not."""
     cursor = conn.execute(
         "UPDATE executions SET status = :status, output = :output, error = :error,"
         " finished_at = :finished_at, duration_ms = :duration_ms"

@@ -71,6 +71,7 @@ async def test_a_workflow_that_is_not_strict_json_is_400_and_not_written(
         ("NaN in staticData", "NaN", "NaN"),
         ("a lone surrogate in an output", '"\\ud800"', "surrogate"),
         ("1e999 in an output", "1e999", "double"),
+        ("an integer of 5,000 digits in an output", "9" * 5000, "does not fit a double"),
     ]:
         body = document.replace('"PLACEHOLDER"', value)
         for response in (
@@ -86,6 +87,16 @@ async def test_a_workflow_that_is_not_strict_json_is_400_and_not_written(
     assert [w["id"] for w in listed.json()["workflows"]] == [workflow_id]
     stored = (await owner.get(f"/api/workflows/{workflow_id}")).json()["workflow"]
     assert stored["nodes"] == QUIET["nodes"]  # the PUTs changed nothing
+
+
+async def test_a_login_body_with_an_integer_of_5000_digits_is_400(
+    client: httpx.AsyncClient,
+) -> None:
+    """No session needed: Python's int() refuses more than 4,300 digits with a plain ValueError,
+    which must never reach the caller as a 500."""
+    body = '{"email": ' + "9" * 5000 + ', "password": "x"}'
+    response = await post_raw(client, "/api/auth/login", body)
+    assert "does not fit a double" in assert_error(response, 400, "bad_request")["error"]
 
 
 async def test_what_the_door_lets_in_is_stored_streamed_and_read_back(

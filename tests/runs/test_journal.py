@@ -83,7 +83,7 @@ async def test_a_refused_record_fails_only_its_own_run_and_the_others_commit(
     feeds = {}
     for execution_id in ("exec-ok", "exec-bad", "exec-also-ok"):
         hub.open(execution_id)
-        feeds[execution_id] = Feed(execution_id, hub, store.executions)
+        feeds[execution_id] = Feed(execution_id, hub, store.executions, "proc-test")
     async with writing(journal):
         recorders = {e: journal.recorder(e) for e in feeds}
         for execution_id, recorder in recorders.items():  # all in one batch
@@ -150,7 +150,7 @@ async def test_while_the_store_is_locked_the_journal_waits_announces_nothing_and
     hub = Hub()
     hub.open("exec-1")
     journal = Journal(store.executions, hub)
-    feed = Feed("exec-1", hub, store.executions)
+    feed = Feed("exec-1", hub, store.executions, "proc-test")
     async with writing(journal) as nursery:
         recorder = journal.recorder("exec-1")
         with write_lock_held(tmp_path / "journal.db"):
@@ -174,7 +174,7 @@ async def test_a_run_whose_end_is_refused_too_has_its_streams_closed(store: Stor
     hub = Hub()
     hub.open("exec-ghost")  # no row: every record of it breaks a foreign key
     journal = Journal(store.executions, hub)
-    feed = Feed("exec-ghost", hub, store.executions)
+    feed = Feed("exec-ghost", hub, store.executions, "proc-test")
     async with writing(journal):
         recorder = journal.recorder("exec-ghost")
         recorder.start("wf", "Workflow", TIMESTAMP)

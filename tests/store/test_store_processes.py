@@ -67,11 +67,7 @@ async def test_orphaned_runs_are_the_running_runs_of_lapsed_or_missing_leases(
 
     orphans = await store.processes.orphaned_runs(lapsed_before=utc_now() - LEASE)
 
-    assert {(o.execution_id, o.last_seq) for o in orphans} == {(of_dead, 3), (of_ghost, 0)}
-    assert of_live not in {o.execution_id for o in orphans}
-    detail = await store.executions.get(of_dead)
-    assert detail is not None
-    assert {o.execution_id: o.started_at for o in orphans}[of_dead] == detail.summary.started_at
+    assert set(orphans) == {of_dead, of_ghost}
 
 
 async def test_a_lease_renewed_since_the_cutoff_keeps_its_runs(
@@ -98,7 +94,7 @@ async def test_a_released_lease_orphans_the_processes_running_runs(
     await store.processes.release("p")
 
     orphans = await store.processes.orphaned_runs(lapsed_before=utc_now() - LEASE)
-    assert [o.execution_id for o in orphans] == [run]
+    assert orphans == [run]
     assert await leases(store) == []
 
 

@@ -15,6 +15,7 @@ from flowtrux.http.params import MAX_SEQ, whole_number
 from flowtrux.http.services import services
 from flowtrux.http.sse import EventStreamResponse
 from flowtrux.http.views import execution_summary_view, execution_view
+from flowtrux.runs.manager import Stopping
 from flowtrux.store.executions import ExecutionFilter, StoredExecution
 
 MAX_LIMIT = 200
@@ -63,18 +64,24 @@ async def get_execution(request: Request) -> Response:
 
 
 async def cancel_execution(request: Request) -> Response:
+    """202 `CANCELLING` for a run being stopped (here, or by the process that runs it), 202
+    `INTERRUPTED` for a run whose process is gone, ended now; 409 for a run that had ended."""
     execution = await _execution(request, Permission.EXECUTE)
     execution_id = execution.summary.id
-    if not services(request).runs.stop(execution_id):
-        status = execution.summary.status
-        ended = status.value if status is not RunStatus.RUNNING else "no longer running here"
-        raise Conflict(f"Execution '{execution_id}' has already ended ({ended}).")
-    return JSONResponse({"executionId": execution_id, "status": "CANCELLING"}, status_code=202)
+    found = services(request)
+    stopping = await found.runs.stop(execution_id)
+    if stopping is Stopping.ENDED:
+        status = await found.store.executions.status(execution_id)
+        ended = f" ({status.value})" if status not in (None, RunStatus.RUNNING) else ""
+        raise Conflict(f"Execution '{execution_id}' has already ended{ended}.")
+    return JSONResponse({"executionId": execution_id, "status": stopping.value}, status_code=202)
 
 
 async def execution_events(request: Request) -> Response:
-    """Replays the stored events after `Last-Event-ID`, then follows the run live to its end.
-    Closing it never cancels the run. 204 when the run has ended and nothing follows."""
+    """Replays the stored events after `Last-Event-ID`, then follows the run to its end: live
+    when it runs here, through the store when another process runs it (or ran it and died:
+    then its end is the `error` event the lease rules store). Closing it never cancels the run.
+    204 when the run has ended and nothing follows."""
     execution = await _execution(request, Permission.VIEW)
     after = _last_event_id(request)
     found = services(request)
