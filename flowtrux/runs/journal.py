@@ -80,8 +80,8 @@ class Journal:
         """False from a write the store could not take until one it took."""
         return self._unavailable_since is None
 
-    def recorder(self, execution_id: str, last_seq: int = 0) -> Recorder:
-        return Recorder(self, execution_id, last_seq)
+    def recorder(self, execution_id: str) -> Recorder:
+        return Recorder(self, execution_id)
 
     def append(self, record: JournalRecord) -> trio.Event:
         """Queue `record`; the returned event is set once it is committed and published (or a
@@ -282,7 +282,7 @@ class Recorder:
 
     journal: Journal
     execution_id: str
-    _seq: int = 0
+    _seq: int = attrs.field(default=0, init=False)
     _positions: int = attrs.field(default=0, init=False)
 
     def start(self, workflow_id: str, workflow_name: str, timestamp: str) -> None:
