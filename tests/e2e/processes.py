@@ -1,6 +1,7 @@
 """The `flowtrux` command as a real process, for tests that need one: signals, exit codes, its
 own memory; and an owner made with `flowtrux users create` to log in to it."""
 
+import os
 import re
 import subprocess
 import sys
@@ -80,12 +81,30 @@ async def running(
 
 
 EMAIL, PASSWORD = "op@example.com", "pw-pw-pw-pw"  # the owner a test's server process has
+DATABASE = "x.db"
+
+
+async def server_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    """The environment of `flowtrux serve` on the database `tmp_path / DATABASE`, which has an
+    owner who can log in (EMAIL, PASSWORD); `settings` by name, without `FLOWTRUX_`."""
+    env = {
+        **os.environ,
+        "FLOWTRUX_DATABASE_URL": f"sqlite:///{tmp_path / DATABASE}",
+        **{f"FLOWTRUX_{name.upper()}": value for name, value in settings.items()},
+    }
+    await create_owner(env, tmp_path, EMAIL, PASSWORD)
+    return env
+
+
+async def log_in(client: httpx.AsyncClient) -> None:
+    """Log `client` in as the owner."""
+    login = await client.post("/api/auth/login", json={"email": EMAIL, "password": PASSWORD})
+    assert login.status_code == 200, login.text
 
 
 async def create_workflow(client: httpx.AsyncClient, doc: Doc) -> str:
     """Log in as the owner and create `doc` in their workspace; return the workflow's id."""
-    login = await client.post("/api/auth/login", json={"email": EMAIL, "password": PASSWORD})
-    assert login.status_code == 200, login.text
+    await log_in(client)
     workspace_id = (await client.get("/api/auth/me")).json()["workspaces"][0]["id"]
     created = await client.post("/api/workflows", json={"workspaceId": workspace_id, **doc})
     assert created.status_code == 201, created.text

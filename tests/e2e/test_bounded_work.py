@@ -2,7 +2,6 @@
 asks `/healthz` every 20 ms: outputs have a size, and nobody else waits for them.
 """
 
-import os
 from pathlib import Path
 
 import httpx
@@ -10,14 +9,7 @@ import pytest
 import trio
 
 from tests.e2e.healthz_watch import watching_health
-from tests.e2e.processes import (
-    EMAIL,
-    PASSWORD,
-    create_owner,
-    create_workflow,
-    flowtrux,
-    running,
-)
+from tests.e2e.processes import create_workflow, flowtrux, running, server_env
 from tests.support import Doc, chain, delay, transform, trigger
 
 WORST_HEALTH_WAIT_S = 0.25
@@ -26,9 +18,7 @@ LIMIT = 4 * 1024 * 1024
 
 @pytest.fixture
 async def env(tmp_path: Path) -> dict[str, str]:
-    env = {**os.environ, "FLOWTRUX_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
-    await create_owner(env, tmp_path, EMAIL, PASSWORD)
-    return env
+    return await server_env(tmp_path)
 
 
 def doubling_chain(length: int) -> Doc:

@@ -4,17 +4,18 @@ killed (SIGKILL, so it ends nothing), to the `error` event the lease rules store
 button of either works on a run of the other, alive or dead."""
 
 import json
-import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
 from httpx_sse import aconnect_sse
 
-from tests.e2e.processes import EMAIL, PASSWORD, create_owner, create_workflow, flowtrux, running
+from tests.e2e.processes import create_workflow, flowtrux, log_in, running, server_env
 from tests.support import chain, delay, trigger
 
 INTERRUPTED = "Execution interrupted: the process running it stopped"
@@ -26,19 +27,7 @@ LONG_RUN = chain(trigger(continueOnDisconnect=True), delay("first", 1500), delay
 @pytest.fixture
 async def env(tmp_path: Path) -> dict[str, str]:
     """Servers on one database, with a 3 s lease and keepalives every 0.5 s."""
-    env = {
-        **os.environ,
-        "FLOWTRUX_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}",
-        "FLOWTRUX_LEASE_S": "3",
-        "FLOWTRUX_KEEPALIVE_S": "0.5",
-    }
-    await create_owner(env, tmp_path, EMAIL, PASSWORD)
-    return env
-
-
-async def log_in(client: httpx.AsyncClient) -> None:
-    login = await client.post("/api/auth/login", json={"email": EMAIL, "password": PASSWORD})
-    assert login.status_code == 200, login.text
+    return await server_env(tmp_path, lease_s="3", keepalive_s="0.5")
 
 
 async def start_in_background(client: httpx.AsyncClient, workflow_id: str) -> str:
@@ -70,6 +59,30 @@ async def stream_items(response: httpx.Response) -> AsyncIterator[tuple[str, Any
             name, data = None, None
 
 
+@attrs.frozen
+class TwoServers:
+    owner_process: trio.Process
+    owner: httpx.AsyncClient  # logged in to the server that runs `execution_id`
+    other: httpx.AsyncClient  # logged in to the other
+    other_output: bytearray
+    execution_id: str  # a run of LONG_RUN, its node `first` started
+
+
+@asynccontextmanager
+async def two_servers(env: dict[str, str], tmp_path: Path) -> AsyncIterator[TwoServers]:
+    serve = flowtrux("serve", "--port", "0")
+    async with (
+        running(serve, env, tmp_path) as (owner_process, owner_url, _),
+        running(serve, env, tmp_path) as (_, other_url, other_output),
+        httpx.AsyncClient(base_url=owner_url, timeout=30) as owner,
+        httpx.AsyncClient(base_url=other_url, timeout=30) as other,
+    ):
+        workflow_id = await create_workflow(owner, LONG_RUN)
+        execution_id = await start_in_background(owner, workflow_id)
+        await log_in(other)
+        yield TwoServers(owner_process, owner, other, other_output, execution_id)
+
+
 async def status_within(client: httpx.AsyncClient, execution_id: str, seconds: float) -> str:
     """The history's status once it is no longer RUNNING (fails after `seconds`)."""
     with trio.fail_after(seconds):
@@ -84,16 +97,8 @@ async def status_within(client: httpx.AsyncClient, execution_id: str, seconds: f
 async def test_an_observer_follows_a_run_of_another_process_to_its_error_when_that_process_dies(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    serve = flowtrux("serve", "--port", "0")
-    async with (
-        running(serve, env, tmp_path) as (owner_process, owner_url, _),
-        running(serve, env, tmp_path) as (_, other_url, other_output),
-        httpx.AsyncClient(base_url=owner_url, timeout=30) as owner,
-        httpx.AsyncClient(base_url=other_url, timeout=30) as other,
-    ):
-        workflow_id = await create_workflow(owner, LONG_RUN)
-        execution_id = await start_in_background(owner, workflow_id)
-        await log_in(other)
+    async with two_servers(env, tmp_path) as servers:
+        other, execution_id = servers.other, servers.execution_id
         items: list[tuple[str, Any]] = []
         async with other.stream("GET", f"/api/executions/{execution_id}/events") as response:
             assert response.status_code == 200
@@ -103,8 +108,8 @@ async def test_an_observer_follows_a_run_of_another_process_to_its_error_when_th
                     items.append(item)
                     if item[0] == "node_start" and item[1]["nodeId"] == "wait":
                         break
-            owner_process.kill()  # SIGKILL: the run's process ends nothing
-            await owner_process.wait()
+            servers.owner_process.kill()  # SIGKILL: the run's process ends nothing
+            await servers.owner_process.wait()
             killed_at = len(items)
             with trio.fail_after(30):  # the lease lapses after 3 s
                 items.extend([item async for item in stream])
@@ -121,24 +126,16 @@ async def test_an_observer_follows_a_run_of_another_process_to_its_error_when_th
     ], events
     assert events[-1][1]["error"] == INTERRUPTED
     assert KEEPALIVE in items[killed_at:]  # the stream stayed open while the run had no end
-    assert b"Traceback" not in other_output
+    assert b"Traceback" not in servers.other_output
 
 
 async def test_stop_of_a_run_whose_process_died_ends_it_interrupted(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    serve = flowtrux("serve", "--port", "0")
-    async with (
-        running(serve, env, tmp_path) as (owner_process, owner_url, _),
-        running(serve, env, tmp_path) as (_, other_url, _),
-        httpx.AsyncClient(base_url=owner_url, timeout=30) as owner,
-        httpx.AsyncClient(base_url=other_url, timeout=30) as other,
-    ):
-        workflow_id = await create_workflow(owner, LONG_RUN)
-        execution_id = await start_in_background(owner, workflow_id)
-        await log_in(other)
-        owner_process.kill()
-        await owner_process.wait()
+    async with two_servers(env, tmp_path) as servers:
+        other, execution_id = servers.other, servers.execution_id
+        servers.owner_process.kill()
+        await servers.owner_process.wait()
 
         stop = await other.post(f"/api/executions/{execution_id}/cancel")
 
@@ -158,16 +155,8 @@ async def test_stop_of_a_run_whose_process_died_ends_it_interrupted(
 async def test_stop_sent_to_another_live_process_cancels_the_run_there(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    serve = flowtrux("serve", "--port", "0")
-    async with (
-        running(serve, env, tmp_path) as (_, owner_url, _),
-        running(serve, env, tmp_path) as (_, other_url, _),
-        httpx.AsyncClient(base_url=owner_url, timeout=30) as owner,
-        httpx.AsyncClient(base_url=other_url, timeout=30) as other,
-    ):
-        workflow_id = await create_workflow(owner, LONG_RUN)
-        execution_id = await start_in_background(owner, workflow_id)
-        await log_in(other)
+    async with two_servers(env, tmp_path) as servers:
+        owner, other, execution_id = servers.owner, servers.other, servers.execution_id
 
         stop = await other.post(f"/api/executions/{execution_id}/cancel")
 

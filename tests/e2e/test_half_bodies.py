@@ -5,7 +5,6 @@ starts no run, and goes on serving. What prevents it is the app's inbox
 (flowtrux/http/hypercorn_fixes/app_inbox.py): a handler whose client left is cancelled, so it
 never reads a disconnect as the end of its body."""
 
-import os
 import sqlite3
 from pathlib import Path
 
@@ -13,19 +12,13 @@ import httpx
 import pytest
 import trio
 
-from tests.e2e.processes import EMAIL, PASSWORD, create_owner, create_workflow, flowtrux, running
+from tests.e2e.processes import create_workflow, flowtrux, running, server_env
 from tests.support import chain, delay, trigger
 
 
 @pytest.fixture
 async def env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "FLOWTRUX_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
-        "FLOWTRUX_LOG_LEVEL": "debug",  # whatever the server says about them is seen
-    }
-    await create_owner(env, tmp_path, EMAIL, PASSWORD)
-    return env
+    return await server_env(tmp_path, log_level="debug")  # whatever it says of them is seen
 
 
 async def leave_mid_body(url: httpx.URL, path: str, cookie: str = "") -> None:

@@ -8,7 +8,6 @@
   once they leave, and a fresh observer still gets every event.
 """
 
-import os
 import signal
 import socket
 import sqlite3
@@ -19,15 +18,7 @@ import pytest
 import trio
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from tests.e2e.processes import (
-    EMAIL,
-    PASSWORD,
-    create_owner,
-    create_workflow,
-    flowtrux,
-    rss_bytes,
-    running,
-)
+from tests.e2e.processes import DATABASE, create_workflow, flowtrux, rss_bytes, running, server_env
 from tests.faults import write_lock_held
 from tests.support import chain, delay, transform, trigger
 
@@ -36,15 +27,12 @@ TERMINAL = {"complete", "error", "cancelled"}
 
 @pytest.fixture
 def database(tmp_path: Path) -> Path:
-    return tmp_path / "x.db"
+    return tmp_path / DATABASE
 
 
 @pytest.fixture
-async def env(database: Path, tmp_path: Path) -> dict[str, str]:
-    """The environment of a server on `database`, which has an owner who can log in."""
-    env = {**os.environ, "FLOWTRUX_DATABASE_URL": f"sqlite:///{database}"}
-    await create_owner(env, tmp_path, EMAIL, PASSWORD)
-    return env
+async def env(tmp_path: Path) -> dict[str, str]:
+    return await server_env(tmp_path)
 
 
 def executions_in(database: Path) -> list[str]:
