@@ -135,6 +135,7 @@ class H2Client:
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.conn.initiate_connection()
         self.bodies: dict[int, bytes] = {}
+        self.answered: set[int] = set()  # the head of its answer came
         self.ended: set[int] = set()
         self.reset: dict[int, int] = {}
 
@@ -152,7 +153,9 @@ class H2Client:
         """Handle what arrives next; False once the server has closed the connection."""
         data = await self.stream.receive_some()
         for event in self.conn.receive_data(data):
-            if isinstance(event, h2.events.DataReceived):
+            if isinstance(event, h2.events.ResponseReceived):
+                self.answered.add(event.stream_id)
+            elif isinstance(event, h2.events.DataReceived):
                 self.bodies[event.stream_id] = self.bodies.get(event.stream_id, b"") + event.data
                 self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             elif isinstance(event, h2.events.StreamEnded):
@@ -321,6 +324,24 @@ async def test_an_http2_answer_no_window_lets_out_is_reset() -> None:
         assert client.reset[stream_id] == h2.errors.ErrorCodes.CANCEL
         assert client.bodies.get(stream_id) is None
         await closed_by_server(tcp, BOUND + SLACK)  # idle
+
+
+@pytest.mark.usefixtures("corrected")
+async def test_connections_that_leave_an_answer_without_a_window_give_their_place_back() -> None:
+    async with serving(App(), config(max_connections=3, keep_alive_timeout=30)) as port:
+        for _ in range(3):
+            async with await trio.open_tcp_stream("127.0.0.1", port) as tcp:
+                client = H2Client(tcp)
+                client.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+                stream_id = await client.request("GET", "/")
+                with trio.fail_after(SLACK):
+                    while stream_id not in client.answered:  # its body waits for a window
+                        assert await client.receive()
+        with trio.fail_after(SLACK):
+            while True:  # each place is given back once its app has ended
+                if await answered(port):
+                    break
+                await trio.sleep(0.05)
 
 
 @pytest.mark.usefixtures("corrected")
