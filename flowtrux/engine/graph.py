@@ -35,14 +35,17 @@ class Node:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Node:
+        """From a validated document, where an integer may be written `2.0` (JSON Schema's
+        `integer` takes it)."""
         retry = doc.get("retry") or {}
+        timeout_ms = doc.get("timeoutMs")
         return cls(
             id=doc["id"],
             type=doc["type"],
             name=doc.get("name") or doc["id"],
             config=doc.get("config") or {},
-            timeout_ms=doc.get("timeoutMs"),
-            retry=RetryPolicy(retry.get("maxAttempts", 1), retry.get("backoffMs", 0)),
+            timeout_ms=None if timeout_ms is None else int(timeout_ms),
+            retry=RetryPolicy(int(retry.get("maxAttempts", 1)), int(retry.get("backoffMs", 0))),
             on_error=doc.get("onError", "fail"),
         )
 

@@ -22,12 +22,13 @@ from flowtrux.engine.events import NodeCompleted, NodeEvent, NodeSkipped, NodeSt
 from flowtrux.engine.graph import Edge, Graph, Node
 from flowtrux.engine.logs import ExecutionLog
 from flowtrux.engine.nodes import NODE_TYPES, NodeContext, NodeResult
-from flowtrux.engine.sizes import check_output
+from flowtrux.engine.sizes import Sizes
 from flowtrux.engine.states import NODE_TRANSITIONS, NodeStatus, transition
 
 logger = logging.getLogger(__name__)
 
 NOT_STARTED = "not started: the run ended first"
+MAX_ERROR_CHARS = 2_000  # of a node's error: a message may echo what it read
 
 Emit = Callable[[NodeEvent], None]
 Ready = Callable[[], Awaitable[None]]
@@ -90,12 +91,14 @@ class _Run:
     _failure: RunFailed | None = attrs.field(default=None, init=False)
     _nursery: trio.Nursery = attrs.field(init=False)
     _limiter: trio.CapacityLimiter = attrs.field(init=False)
+    _sizes: Sizes = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self._statuses = {node.id: NodeStatus.PENDING for node in self.graph.nodes}
         self._waiting = {node_id: len(edges) for node_id, edges in self.graph.incoming.items()}
         self._inputs = defaultdict(dict)
         self._limiter = trio.CapacityLimiter(self.limits.max_concurrent_nodes)
+        self._sizes = Sizes(self.limits.max_output_bytes)
 
     async def execute(self) -> Any:
         trigger = self.graph.trigger
@@ -136,17 +139,20 @@ class _Run:
 
     async def _execute(self, node: Node) -> ExecutionLog:
         inputs = self._inputs.pop(node.id)
-        context = NodeContext(node, inputs, self._scope, self.limits.max_output_bytes)
+        context = NodeContext(node, inputs, self._scope, self._sizes)
         self._set_status(node, NodeStatus.RUNNING)
         self.emit(NodeStarted.of(node))
         started_at, started = datetime.now(UTC), trio.current_time()
-        attempts = None
+        attempts, refused = None, None
         try:
-            attempts = await self._attempts(context)
+            refused = await _input_refused(context)
+            attempts = _Attempts(error=refused) if refused else await self._attempts(context)
         finally:
             # No `attempts` means we are being cancelled: the log says so, and Cancelled goes on.
             elapsed = trio.current_time() - started
-            log = _log(context, attempts, self._attempts_made[node.id], started_at, elapsed)
+            attempts_made = self._attempts_made.get(node.id, 0)
+            logged_input = None if refused else inputs  # what is too large is not logged either
+            log = _log(context, logged_input, attempts, attempts_made, started_at, elapsed)
             self._set_status(node, log.status)
             self.emit(NodeCompleted(log))
         return log
@@ -212,9 +218,20 @@ def _is_live(edge: Edge, node: Node, log: ExecutionLog) -> bool:
     return True
 
 
+async def _input_refused(context: NodeContext) -> str | None:
+    """Why the node cannot run with its input (its predecessors' outputs, which its log holds),
+    or None. Checkpoints."""
+    try:
+        await context.sizes.check(context.inputs, "its input (what came in)")
+    except NodeError as exc:
+        return str(exc)
+    return None
+
+
 async def _attempt(context: NodeContext) -> NodeResult:
     result = await _run_in_time(context)
-    check_output(result.output, context.max_output_bytes)
+    await context.sizes.check(result.output)
+    await context.sizes.check(result.debug, "what its log tells of it")
     return result
 
 
@@ -228,15 +245,22 @@ async def _run_in_time(context: NodeContext) -> NodeResult:
 
 def _describe(exc: Exception, node: Node) -> str:
     if isinstance(exc, NodeError):
-        return str(exc)
+        return _shortened(str(exc))
     if isinstance(exc, trio.TooSlowError):
         return f"timed out after {node.timeout_ms} ms"
     logger.exception("node %s (%s) raised an unexpected error", node.id, node.type)
-    return f"unexpected error: {type(exc).__name__}: {exc}"
+    return _shortened(f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+def _shortened(text: str) -> str:
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return f"{text[: MAX_ERROR_CHARS - 40]}… ({len(text):,} characters in all)"
 
 
 def _log(
     context: NodeContext,
+    logged_input: Any,
     attempts: _Attempts | None,
     attempts_made: int,
     started_at: datetime,
@@ -258,7 +282,7 @@ def _log(
         node_name=node.name,
         node_type=node.type,
         status=status,
-        input=context.inputs,
+        input=logged_input,
         output=output,
         error=error,
         started_at=started_at,

@@ -1,10 +1,13 @@
-"""The size of a node's output as the store will write it, measured without writing it.
+"""The size of what a node outputs and logs, as the store will write it, measured without
+writing it, and without holding up the event loop.
 
 Outputs share structure: a template that is exactly `{{a.output}}` puts `a`'s output itself into
 the new value, so a chain of `["{{prev.output}}", "{{prev.output}}"]` doubles its JSON at every
-node while its objects stay few. Each object is measured once (its size is remembered by
-identity), and the walk stops as soon as the total is over the limit, so measuring costs about as
-much as the objects there are, never as much as the text they would make.
+node while its objects stay few. A run's values are never changed once output, so each is
+measured once in the run (`Sizes` remembers it, and holds it so that its id stays its own), and a
+walk stops as soon as the total is over the limit: measuring costs about as much as the objects
+there are, never as much as the text they would make. A walk that would take more than a few
+milliseconds (a body of 500,000 numbers) goes on in a worker thread.
 """
 
 from __future__ import annotations
@@ -14,79 +17,147 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
+import attrs
+import trio
+
 from flowtrux.engine.errors import NodeError
 from flowtrux.strict_json import MAX_DEPTH
 
+INLINE_STEPS: Final = 20_000  # values looked at on the event loop before a thread takes over
+MEASURED_ONCE: Final = 1024  # characters from which a string's size is remembered
 _encode_string: Final = json.encoder.encode_basestring
+
+Container = str | Mapping[str, Any] | list[Any] | tuple[Any, ...]
 
 
 class OutputTooLarge(NodeError):
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, what: str = "the output") -> None:
         super().__init__(
-            f"the output is larger than {limit:,} bytes of JSON, the limit set by"
+            f"{what} is larger than {limit:,} bytes of JSON, the limit set by"
             " FLOWTRUX_MAX_OUTPUT_BYTES"
         )
 
 
 class OutputNotStorable(NodeError):
-    """An output JSON cannot carry, or one nested too deep for every reader."""
+    """A value JSON cannot carry, or one nested too deep for every reader."""
 
 
-def check_output(value: Any, limit: int) -> None:
-    """Raise OutputTooLarge when `value` as compact UTF-8 JSON (as stored) is over `limit` bytes,
-    OutputNotStorable when it is nested deeper than MAX_DEPTH or holds what JSON cannot."""
-    measure = _Measure(limit)
-    measure.check(measure.size(value, 0))
+class _Deferred(Exception):
+    """The walk is longer than the event loop should take: go on in a thread."""
 
 
-class _Measure:
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.known: dict[int, int] = {}  # id of a string, list or object -> its size
+@attrs.frozen
+class _Known:
+    value: object  # held: while it lives, its id is its own
+    size: int
+    height: int  # levels of lists and objects, itself included
+
+
+@attrs.define(eq=False)
+class Sizes:
+    """The sizes of one run's values, against the run's limit."""
+
+    limit: int
+    _known: dict[int, _Known] = attrs.field(factory=dict, init=False)
+
+    async def check(self, value: Any, what: str = "the output") -> None:
+        """Raise OutputTooLarge (saying `what` is too large) when `value` as compact UTF-8 JSON
+        is over the limit, OutputNotStorable when it is nested deeper than MAX_DEPTH or holds
+        what JSON cannot. A long walk goes on in a worker thread. Checkpoints."""
+        try:
+            _Walk(self, what, INLINE_STEPS).total(value)
+        except _Deferred:
+            await trio.to_thread.run_sync(self.check_now, value, what)
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def check_now(self, value: Any, what: str = "the output") -> None:
+        """`check`, all of it where it is called."""
+        _Walk(self, what).total(value)
+
+    def budget(self) -> Budget:
+        return Budget(self)
+
+
+class Budget:
+    """What a value being built may take, in bytes of JSON: spending past the limit raises
+    OutputTooLarge, before more is built. A value shared whole (not copied) is measured."""
+
+    def __init__(self, sizes: Sizes) -> None:
+        self._walk = _Walk(sizes, "the output")
+        self.spent = 0
+
+    def spend(self, size: int) -> None:
+        self.spent += size
+        self._walk.check(self.spent)
+
+    def share(self, value: Any) -> None:
+        self.spend(self._walk.size(value, 0))
+
+
+def check_output(value: Any, limit: int, what: str = "the output") -> None:
+    """`Sizes(limit).check_now(value, what)`: one value on its own."""
+    Sizes(limit).check_now(value, what)
+
+
+class _Walk:
+    def __init__(self, sizes: Sizes, what: str, max_steps: float = math.inf) -> None:
+        self.sizes = sizes
+        self.what = what
+        self.steps_left = max_steps
+
+    def total(self, value: Any) -> None:
+        self.check(self.size(value, 0))
 
     def size(self, value: Any, depth: int) -> int:
-        match value:
-            case None | True:
-                return 4
-            case False:
-                return 5
-            case int():
-                return len(str(value))
-            case float():
-                if not math.isfinite(value):
-                    raise OutputNotStorable(f"the output holds {value}, which JSON does not have")
-                return len(repr(value))
-            case str() | Mapping() | list() | tuple():
-                found = self.known.get(id(value))
-                if found is None:
-                    found = self.known[id(value)] = self._measure(value, depth)
-                return found
-            case _:
-                raise OutputNotStorable(f"the output holds a {type(value).__name__}, not JSON")
+        return self._sized(value, depth)[0]
 
-    def _measure(
-        self, value: str | Mapping[str, Any] | list[Any] | tuple[Any, ...], depth: int
-    ) -> int:
+    def _sized(self, value: Any, depth: int) -> tuple[int, int]:
+        """Bytes of JSON and levels of nesting; the common types first, by exact type."""
+        kind = type(value)
+        if kind is str and len(value) < MEASURED_ONCE:
+            return _string_size(value), 0
+        if kind in (str, dict, list, tuple) or isinstance(value, Mapping):
+            known = self.sizes._known.get(id(value))
+            if known is None:
+                known = self.sizes._known[id(value)] = self._measure(value, depth)
+            if depth + known.height > MAX_DEPTH:
+                raise OutputNotStorable(f"{self.what} is nested deeper than {MAX_DEPTH} levels")
+            return known.size, known.height
+        if kind is int:
+            return len(str(value)), 0
+        if kind is bool:
+            return (4 if value else 5), 0
+        if value is None:
+            return 4, 0
+        if kind is float:
+            if not math.isfinite(value):
+                raise OutputNotStorable(f"{self.what} holds {value}, which JSON does not have")
+            return len(repr(value)), 0
+        raise OutputNotStorable(f"{self.what} holds a {kind.__name__}, not JSON")
+
+    def _measure(self, value: Container, depth: int) -> _Known:
         if isinstance(value, str):
-            total = _string_size(value)
-        else:
-            if depth >= MAX_DEPTH:
-                raise OutputNotStorable(f"the output is nested deeper than {MAX_DEPTH} levels")
-            total = 1 + max(len(value), 1)  # brackets and commas
-            if isinstance(value, Mapping):
-                for key, item in value.items():
-                    total += _string_size(str(key)) + 1 + self.size(item, depth + 1)
-                    self.check(total)
-            else:
-                for item in value:
-                    total += self.size(item, depth + 1)
-                    self.check(total)
+            return _Known(value, _string_size(value), 0)
+        if depth >= MAX_DEPTH:
+            raise OutputNotStorable(f"{self.what} is nested deeper than {MAX_DEPTH} levels")
+        total, height = 1 + max(len(value), 1), 0  # brackets and commas
+        keys = isinstance(value, Mapping)
+        for key, item in value.items() if isinstance(value, Mapping) else enumerate(value):
+            self.steps_left -= 1
+            if self.steps_left < 0:
+                raise _Deferred
+            size, item_height = self._sized(item, depth + 1)
+            total += size + (_string_size(str(key)) + 1 if keys else 0)
+            height = max(height, item_height)
+            if total > self.sizes.limit:
+                self.check(total)
         self.check(total)
-        return total
+        return _Known(value, total, height + 1)
 
     def check(self, total: int) -> None:
-        if total > self.limit:
-            raise OutputTooLarge(self.limit)
+        if total > self.sizes.limit:
+            raise OutputTooLarge(self.sizes.limit, self.what)
 
 
 def _string_size(text: str) -> int:

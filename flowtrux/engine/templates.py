@@ -17,28 +17,35 @@ from typing import Any, Final
 
 from flowtrux.engine.errors import MissingPath
 from flowtrux.engine.paths import check_root, is_valid_path, resolve
-from flowtrux.engine.sizes import OutputTooLarge
+from flowtrux.engine.sizes import Budget
 
 # Everything from `{{` to the first `}}`; an unclosed template runs to the end with `close` empty.
 _TEMPLATE: Final = re.compile(r"\{\{(?P<content>.*?)(?P<close>\}\}|\Z)", re.DOTALL)
 
 
-def render(value: Any, scope: Mapping[str, Any], max_text: int) -> Any:
+def render(value: Any, scope: Mapping[str, Any], budget: Budget) -> Any:
     """`value` with the templates in its strings replaced by values from `scope`.
 
     `value` is not changed; values taken whole from `scope` are shared, not copied. An unclosed
     `{{` is left as text (`template_problems` reports it). Raises MissingPath naming the path
     when a template's path has no value in `scope` or is not a valid path, and OutputTooLarge
-    (limit `max_text`) before writing out a string of more than `max_text` characters.
+    as soon as what is built is over the `budget` (about its size as JSON, never more).
     """
     match value:
         case str():
-            return _render_string(value, scope, max_text)
+            return _render_string(value, scope, budget)
         case Mapping():
-            return {key: render(item, scope, max_text) for key, item in value.items()}
+            budget.spend(1 + len(value))
+            rendered = {}
+            for key, item in value.items():
+                budget.spend(len(key) + 3)
+                rendered[key] = render(item, scope, budget)
+            return rendered
         case list() | tuple():
-            return [render(item, scope, max_text) for item in value]
+            budget.spend(1 + len(value))
+            return [render(item, scope, budget) for item in value]
         case _:
+            budget.spend(1)
             return value
 
 
@@ -79,18 +86,20 @@ def _problem(template: re.Match[str]) -> str | None:
     return None if root_problem is None else f"template '{template[0]}': {root_problem}"
 
 
-def _render_string(text: str, scope: Mapping[str, Any], max_text: int) -> Any:
+def _render_string(text: str, scope: Mapping[str, Any], budget: Budget) -> Any:
     whole = _TEMPLATE.match(text)
     if whole is not None and whole["close"] and whole.end() == len(text):
-        return _lookup(whole, scope)
-    pieces, length, done = [], 0, 0
+        value = _lookup(whole, scope)
+        budget.share(value)
+        return value
+    pieces, done = [], 0
+    budget.spend(2)
     for template in _TEMPLATE.finditer(text):
         filled = _as_text(_lookup(template, scope)) if template["close"] else template[0]
+        budget.spend(template.start() - done + len(filled))
         pieces += [text[done : template.start()], filled]
-        length += template.start() - done + len(filled)
         done = template.end()
-        if length > max_text:
-            raise OutputTooLarge(max_text)
+    budget.spend(len(text) - done)
     pieces.append(text[done:])
     return "".join(pieces)
 

@@ -11,8 +11,11 @@ from flowtrux.engine.paths import json_type
 from flowtrux.errors import BadRequest, PayloadTooLarge
 from flowtrux.http.params import declared_length
 from flowtrux.http.services import services
+from flowtrux.limiters import run_limiter
 
 PARSE_IN_THREAD_BYTES = 64 * 1024  # larger bodies are parsed off the Trio thread
+PARSES_AT_ONCE = 2  # threads parsing at once: each holds the GIL for up to ~100 ms at a time
+_parsing: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("flowtrux_parsing")
 
 
 async def json_object(request: Request, *, required: bool = True) -> dict[str, Any]:
@@ -28,7 +31,8 @@ async def json_object(request: Request, *, required: bool = True) -> dict[str, A
         return {}
     try:
         if len(raw) > PARSE_IN_THREAD_BYTES:
-            value = await trio.to_thread.run_sync(strict_json.loads, raw)
+            limiter = run_limiter(_parsing, PARSES_AT_ONCE)
+            value = await trio.to_thread.run_sync(strict_json.loads, raw, limiter=limiter)
         else:
             value = strict_json.loads(raw)
     except strict_json.NotStrictJson as exc:

@@ -2,23 +2,27 @@
 asks `/healthz` every 20 ms: outputs have a size, and nobody else waits for them.
 """
 
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
-from tests.e2e.healthz_watch import watching_health
+from tests.e2e.healthz_watch import Latency, watching_health
 from tests.e2e.processes import create_workflow, flowtrux, running, server_env
-from tests.support import Doc, chain, delay, transform, trigger
+from tests.support import Doc, chain, condition, delay, transform, trigger
 
 WORST_HEALTH_WAIT_S = 0.25
+JSON = {"content-type": "application/json"}
 LIMIT = 4 * 1024 * 1024
 
 
 @pytest.fixture
 async def env(tmp_path: Path) -> dict[str, str]:
-    return await server_env(tmp_path)
+    return await server_env(tmp_path, max_body_bytes=str(4 * 2**20))
 
 
 def doubling_chain(length: int) -> Doc:
@@ -35,6 +39,27 @@ def doubling_chain(length: int) -> Doc:
 PUNCTUAL = chain(trigger(), delay("wait", 1000, timeoutMs=1500))
 
 
+@asynccontextmanager
+async def another_tenant(url: str, client: httpx.AsyncClient) -> AsyncIterator[Latency]:
+    """Meanwhile, another tenant asks `/healthz` every 20 ms on its own connection, and runs a
+    1 s delay with a 1.5 s timeout, which must complete: its node's time is its own."""
+    punctual_id = await create_workflow(client, PUNCTUAL)
+    punctual: list[httpx.Response] = []
+
+    async def run_punctual() -> None:
+        punctual.append(await client.post(f"/api/workflows/{punctual_id}/execute", json={}))
+
+    async with (
+        httpx.AsyncClient(base_url=url) as other,
+        watching_health(other) as health,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(run_punctual)
+        await trio.sleep(0.2)  # its delay has begun
+        yield health
+    assert punctual[0].json()["success"] is True, punctual[0].text
+
+
 async def test_an_output_that_doubles_at_every_node_fails_at_the_limit_and_stalls_no_one(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -43,24 +68,10 @@ async def test_an_output_that_doubles_at_every_node_fails_at_the_limit_and_stall
         httpx.AsyncClient(base_url=url, timeout=60) as client,
     ):
         workflow_id = await create_workflow(client, doubling_chain(30))
-        punctual_id = await create_workflow(client, PUNCTUAL)
-        punctual: list[httpx.Response] = []
-
-        async def run_punctual() -> None:
-            punctual.append(await client.post(f"/api/workflows/{punctual_id}/execute", json={}))
-
-        async with (
-            httpx.AsyncClient(base_url=url) as other,
-            watching_health(other) as health,
-            trio.open_nursery() as nursery,
-        ):
-            nursery.start_soon(run_punctual)
-            await trio.sleep(0.2)  # its delay has begun
+        async with another_tenant(url, client) as health:
             answer = await client.post(f"/api/workflows/{workflow_id}/execute", json={})
             history = await client.get(f"/api/executions/{answer.json()['executionId']}")
         assert health.worst_s < WORST_HEALTH_WAIT_S, (health.worst_s, output.decode()[-2000:])
-    # Another tenant's node, with its own deadline, ran meanwhile: its time was its own.
-    assert punctual[0].json()["success"] is True, punctual[0].text
 
     assert answer.status_code == 200, answer.text
     result = answer.json()
@@ -77,3 +88,23 @@ async def test_an_output_that_doubles_at_every_node_fails_at_the_limit_and_stall
     assert logs["double-12"]["status"] == "error"
     assert logs["double-12"]["output"] is None
     assert {logs[f"double-{n}"]["status"] for n in range(13, 30)} == {"skipped"}
+
+
+async def test_a_condition_comparing_large_values_errors_at_once_and_stalls_no_one(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    same = " and ".join(["trigger.data.z == trigger.data.w"] * 100)  # 3.2 KB
+    # Two equal lists, 1 MB, encoded beforehand: this process's own work would count as waits.
+    body = json.dumps({"z": [0] * 250_000, "w": [0] * 250_000}).encode()
+    async with (
+        running(flowtrux("serve", "--port", "0"), env, tmp_path) as (_, url, output),
+        httpx.AsyncClient(base_url=url, timeout=60) as client,
+    ):
+        workflow_id = await create_workflow(client, chain(trigger(), condition("same", same)))
+        async with another_tenant(url, client) as health:
+            answer = await client.post(
+                f"/api/workflows/{workflow_id}/execute", content=body, headers=JSON
+            )
+        assert health.worst_s < WORST_HEALTH_WAIT_S, (health.worst_s, output.decode()[-2000:])
+    assert answer.json()["success"] is False
+    assert "the condition compares more than 20,000 values" in answer.json()["error"]

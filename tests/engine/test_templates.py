@@ -1,11 +1,12 @@
 import copy
+import tracemalloc
 from typing import Any
 
 import pytest
 
 from flowtrux.engine.errors import MissingPath
 from flowtrux.engine.paths import check_root, is_valid_path, resolve, root_of
-from flowtrux.engine.sizes import OutputTooLarge
+from flowtrux.engine.sizes import OutputTooLarge, Sizes
 from flowtrux.engine.templates import render, template_paths, template_problems
 
 LIMIT = 1_000_000
@@ -96,7 +97,7 @@ def test_root_of_and_check_root() -> None:
     ],
 )
 def test_whole_string_template_keeps_the_type(template: str, expected: Any) -> None:
-    assert render(template, SCOPE, LIMIT) == expected
+    assert render(template, SCOPE, Sizes(LIMIT).budget()) == expected
 
 
 @pytest.mark.parametrize(
@@ -114,7 +115,7 @@ def test_whole_string_template_keeps_the_type(template: str, expected: Any) -> N
     ],
 )
 def test_templates_inside_text_render_as_text(template: str, expected: str) -> None:
-    assert render(template, SCOPE, LIMIT) == expected
+    assert render(template, SCOPE, Sizes(LIMIT).budget()) == expected
 
 
 def test_render_walks_values_not_keys_and_leaves_config_and_scope_alone() -> None:
@@ -129,7 +130,7 @@ def test_render_walks_values_not_keys_and_leaves_config_and_scope_alone() -> Non
         ],
     }
     before = copy.deepcopy(config)
-    rendered = render(config, SCOPE, LIMIT)
+    rendered = render(config, SCOPE, Sizes(LIMIT).budget())
     assert rendered == {
         "{{ trigger.data.name }}": "Ada",
         "list": [{"id": "x"}, 7, None, False, {"deep": "x=3"}],
@@ -141,9 +142,31 @@ def test_render_walks_values_not_keys_and_leaves_config_and_scope_alone() -> Non
 
 def test_text_longer_than_the_limit_is_refused_before_it_is_written() -> None:
     scope = {"big": {"output": "x" * 1000}}
-    assert len(render("{{big.output}}-{{big.output}}", scope, 2001)) == 2001
-    with pytest.raises(OutputTooLarge, match="larger than 2,000 bytes"):
-        render("{{big.output}}-{{big.output}}", scope, 2000)
+    assert (
+        len(render("{{big.output}}-{{big.output}}", scope, Sizes(2003).budget())) == 2001
+    )  # + quotes
+    with pytest.raises(OutputTooLarge, match="larger than 2,002 bytes"):
+        render("{{big.output}}-{{big.output}}", scope, Sizes(2002).budget())
+
+
+def test_rendering_stops_building_once_over_the_limit() -> None:
+    scope = {"trigger": {"data": {"s": "x" * 100_000}}}
+    config = ["x{{trigger.data.s}}"] * 2_000  # 200 MB if it were all built
+    tracemalloc.start()
+    try:
+        with pytest.raises(OutputTooLarge):
+            render(config, scope, Sizes(1_000_000).budget())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3_000_000
+
+
+def test_values_shared_whole_count_at_their_size() -> None:
+    scope = {"big": {"output": ["x" * 1000] * 10}}  # 10,031 bytes of JSON
+    assert render(["{{big.output}}"], scope, Sizes(10_033).budget()) == [scope["big"]["output"]]
+    with pytest.raises(OutputTooLarge):
+        render(["{{big.output}}", "{{big.output}}"], scope, Sizes(20_000).budget())
 
 
 @pytest.mark.parametrize(
@@ -152,7 +175,7 @@ def test_text_longer_than_the_limit_is_refused_before_it_is_written() -> None:
 )
 def test_missing_path_names_the_path(template: Any) -> None:
     with pytest.raises(MissingPath, match=r"trigger\.data\.nope") as caught:
-        render(template, SCOPE, LIMIT)
+        render(template, SCOPE, Sizes(LIMIT).budget())
     assert caught.value.path == "trigger.data.nope"
 
 
@@ -188,4 +211,4 @@ def test_template_problems_quote_the_offending_template() -> None:
 @pytest.mark.parametrize("template", ["{{ }}", "a {{ hello world }} b"])
 def test_a_template_without_a_path_cannot_render(template: str) -> None:
     with pytest.raises(MissingPath, match="does not contain a valid path"):
-        render(template, SCOPE, LIMIT)
+        render(template, SCOPE, Sizes(LIMIT).budget())

@@ -10,6 +10,7 @@ from jsonschema import Draft202012Validator
 
 from flowtrux.engine import templates
 from flowtrux.engine.graph import Node
+from flowtrux.engine.sizes import Sizes
 
 
 @attrs.frozen
@@ -25,7 +26,7 @@ class NodeContext:
     node: Node
     inputs: Mapping[str, Any]  # {predecessorId: output}; the trigger's is {body, staticData}
     scope: Mapping[str, Any]  # {"trigger": {"data": …}, nodeId: {"output": …}}
-    max_output_bytes: int  # what the node may output, as compact JSON
+    sizes: Sizes  # of the run's values, against what a node may output
 
     @property
     def config(self) -> Mapping[str, Any]:
@@ -33,8 +34,8 @@ class NodeContext:
 
     def render(self, value: Any) -> Any:
         """Fill the templates in `value`. Raises MissingPath naming a path that has no value,
-        OutputTooLarge for a string longer than the node may output."""
-        return templates.render(value, self.scope, self.max_output_bytes)
+        OutputTooLarge once what it builds is larger than the node may output."""
+        return templates.render(value, self.scope, self.sizes.budget())
 
 
 def paths_in_templates(config: Mapping[str, Any]) -> Iterable[str]:
