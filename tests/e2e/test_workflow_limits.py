@@ -80,14 +80,22 @@ async def test_a_5000_node_workflow_is_accepted_without_stalling_others_or_their
 ) -> None:
     doc = reading_chain(5000)
     assert len(json.dumps(doc)) < server.app.state.services.settings.max_body_bytes
-    async with owner_of(server, http_version) as (owner, workspace_id):
+    async with (
+        owner_of(server, http_version) as (owner, workspace_id),
+        owner_of(server, http_version) as (tenant, _),  # its own connection: see below
+    ):
         punctual = chain(trigger(), delay("wait", 1000, timeoutMs=1500))
-        created = await owner.post("/api/workflows", json={"workspaceId": workspace_id, **punctual})
+        created = await tenant.post(
+            "/api/workflows", json={"workspaceId": workspace_id, **punctual}
+        )
         ran: list[httpx.Response] = []
 
         async def run_punctual() -> None:
+            # Not on the owner's HTTP/2 connection: httpcore's HTTP/2 client can leave an upload
+            # waiting for good for a window it was already given while another stream is read
+            # on the same connection (pydantic/httpx2#1133); 1 run in 6 here.
             workflow_id = created.json()["workflow"]["id"]
-            ran.append(await owner.post(f"/api/workflows/{workflow_id}/execute", json={}))
+            ran.append(await tenant.post(f"/api/workflows/{workflow_id}/execute", json={}))
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run_punctual)
