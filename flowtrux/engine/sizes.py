@@ -66,8 +66,8 @@ class Sizes:
         what JSON cannot. A long walk goes on in a worker thread. Checkpoints."""
         try:
             _Walk(self, what, INLINE_STEPS).total(value)
-        except _Deferred:
-            await trio.to_thread.run_sync(self.check_now, value, what)
+        except _Deferred:  # a cancelled run does not wait for the walk: it is left to end
+            await trio.to_thread.run_sync(self.check_now, value, what, abandon_on_cancel=True)
         else:
             await trio.lowlevel.checkpoint()
 
