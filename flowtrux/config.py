@@ -75,6 +75,7 @@ class Settings:
     run_timeout_s: float = attrs.field(default=900.0, validator=_positive)
     max_concurrent_nodes: int = attrs.field(default=16, validator=_positive)
     max_output_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=_positive)
+    max_run_log_bytes: int = attrs.field(default=64 * 1024 * 1024, validator=_positive)
     keepalive_s: float = attrs.field(default=15.0, validator=_positive)
     lease_s: float = attrs.field(default=30.0, validator=_positive)
     request_timeout_s: float = attrs.field(default=30.0, validator=_positive)

@@ -43,6 +43,7 @@ class Limits:
     run_timeout_s: float = 900.0
     max_concurrent_nodes: int = 16
     max_output_bytes: int = 4 * 1024 * 1024  # a node's output, as compact JSON
+    max_run_log_bytes: int = 64 * 1024 * 1024  # its nodes' inputs, outputs and what logs tell
 
 
 class RunFailed(Exception):
@@ -92,6 +93,7 @@ class _Run:
     _nursery: trio.Nursery = attrs.field(init=False)
     _limiter: trio.CapacityLimiter = attrs.field(init=False)
     _sizes: Sizes = attrs.field(init=False)
+    _logged: int = attrs.field(default=0, init=False)  # bytes of the nodes' logs so far
 
     def __attrs_post_init__(self) -> None:
         self._statuses = {node.id: NodeStatus.PENDING for node in self.graph.nodes}
@@ -145,7 +147,7 @@ class _Run:
         started_at, started = datetime.now(UTC), trio.current_time()
         attempts, refused = None, None
         try:
-            refused = await _input_refused(context)
+            refused = await self._input_refused(context)
             attempts = _Attempts(error=refused) if refused else await self._attempts(context)
         finally:
             # No `attempts` means we are being cancelled: the log says so, and Cancelled goes on.
@@ -162,12 +164,36 @@ class _Run:
         for attempt in range(1, node.retry.max_attempts + 1):
             self._attempts_made[node.id] = attempt
             try:
-                return _Attempts(result=await _attempt(context))
+                result, logged = await _attempt(context)
             except Exception as exc:  # a node error, a timeout, or a bug in a node type
                 error = _describe(exc, node)
+            else:  # no attempt more could make the run's logs smaller
+                over = self._count_logged(logged)
+                return _Attempts(result=result) if over is None else _Attempts(error=over)
             if attempt < node.retry.max_attempts:
                 await trio.sleep(node.retry.backoff_s(attempt))
         return _Attempts(error=error)
+
+    async def _input_refused(self, context: NodeContext) -> str | None:
+        """Why the node cannot run with its input (its predecessors' outputs, which its log
+        holds), or None. Checkpoints."""
+        try:
+            logged = await context.sizes.check(context.inputs, "its input (what came in)")
+        except NodeError as exc:
+            return str(exc)
+        return self._count_logged(logged)
+
+    def _count_logged(self, size: int) -> str | None:
+        """Count `size` bytes more of the run's logs; why the node cannot go on when the run's
+        logs are then over their limit, else None."""
+        self._logged += size
+        limit = self.limits.max_run_log_bytes
+        if self._logged <= limit:
+            return None
+        return (
+            f"the run's logs are larger than {limit:,} bytes of JSON, the limit set by"
+            " FLOWTRUX_MAX_RUN_LOG_BYTES"
+        )
 
     def _settle(self, node: Node, log: ExecutionLog) -> None:
         if log.status is NodeStatus.ERROR and node.on_error == "fail":
@@ -218,21 +244,12 @@ def _is_live(edge: Edge, node: Node, log: ExecutionLog) -> bool:
     return True
 
 
-async def _input_refused(context: NodeContext) -> str | None:
-    """Why the node cannot run with its input (its predecessors' outputs, which its log holds),
-    or None. Checkpoints."""
-    try:
-        await context.sizes.check(context.inputs, "its input (what came in)")
-    except NodeError as exc:
-        return str(exc)
-    return None
-
-
-async def _attempt(context: NodeContext) -> NodeResult:
+async def _attempt(context: NodeContext) -> tuple[NodeResult, int]:
+    """The node's result, and the bytes its log will hold of it."""
     result = await _run_in_time(context)
-    await context.sizes.check(result.output)
-    await context.sizes.check(result.debug, "what its log tells of it")
-    return result
+    logged = await context.sizes.check(result.output)
+    logged += await context.sizes.check(result.debug, "what its log tells of it")
+    return result, logged
 
 
 async def _run_in_time(context: NodeContext) -> NodeResult:

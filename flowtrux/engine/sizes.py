@@ -60,20 +60,23 @@ class Sizes:
     limit: int
     _known: dict[int, _Known] = attrs.field(factory=dict, init=False)
 
-    async def check(self, value: Any, what: str = "the output") -> None:
-        """Raise OutputTooLarge (saying `what` is too large) when `value` as compact UTF-8 JSON
-        is over the limit, OutputNotStorable when it is nested deeper than MAX_DEPTH or holds
-        what JSON cannot. A long walk goes on in a worker thread. Checkpoints."""
+    async def check(self, value: Any, what: str = "the output") -> int:
+        """The size of `value` as compact UTF-8 JSON. Raises OutputTooLarge (saying `what` is
+        too large) when it is over the limit, OutputNotStorable when it is nested deeper than
+        MAX_DEPTH or holds what JSON cannot. A long walk goes on in a worker thread.
+        Checkpoints."""
         try:
-            _Walk(self, what, INLINE_STEPS).total(value)
+            size = _Walk(self, what, INLINE_STEPS).total(value)
         except _Deferred:  # a cancelled run does not wait for the walk: it is left to end
-            await trio.to_thread.run_sync(self.check_now, value, what, abandon_on_cancel=True)
-        else:
-            await trio.lowlevel.checkpoint()
+            return await trio.to_thread.run_sync(
+                self.check_now, value, what, abandon_on_cancel=True
+            )
+        await trio.lowlevel.checkpoint()
+        return size
 
-    def check_now(self, value: Any, what: str = "the output") -> None:
+    def check_now(self, value: Any, what: str = "the output") -> int:
         """`check`, all of it where it is called."""
-        _Walk(self, what).total(value)
+        return _Walk(self, what).total(value)
 
     def budget(self) -> Budget:
         return Budget(self)
@@ -106,8 +109,10 @@ class _Walk:
         self.what = what
         self.steps_left = max_steps
 
-    def total(self, value: Any) -> None:
-        self.check(self.size(value, 0))
+    def total(self, value: Any) -> int:
+        size = self.size(value, 0)
+        self.check(size)
+        return size
 
     def size(self, value: Any, depth: int) -> int:
         return self._sized(value, depth)[0]

@@ -20,7 +20,10 @@ from flowtrux.store.store import open_store
 def run_settings(settings: Settings) -> RunSettings:
     return RunSettings(
         limits=Limits(
-            settings.run_timeout_s, settings.max_concurrent_nodes, settings.max_output_bytes
+            settings.run_timeout_s,
+            settings.max_concurrent_nodes,
+            settings.max_output_bytes,
+            settings.max_run_log_bytes,
         ),
         max_runs_per_workspace=settings.max_runs_per_workspace,
         lease_s=settings.lease_s,

@@ -14,7 +14,7 @@ from flowtrux.http.services import services
 from flowtrux.limiters import run_limiter
 
 PARSE_IN_THREAD_BYTES = 64 * 1024  # larger bodies are parsed off the Trio thread
-PARSES_AT_ONCE = 2  # threads parsing at once: each holds the GIL for up to ~100 ms at a time
+PARSES_AT_ONCE = 1  # threads parsing at once: the C parser holds the GIL for ~40-130 ms a MiB
 _parsing: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("flowtrux_parsing")
 
 

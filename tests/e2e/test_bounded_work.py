@@ -13,7 +13,7 @@ import trio
 
 from tests.e2e.healthz_watch import Latency, watching_health
 from tests.e2e.processes import create_workflow, flowtrux, running, server_env
-from tests.support import Doc, chain, condition, delay, transform, trigger
+from tests.support import Doc, chain, condition, delay, edge, transform, trigger, workflow
 
 WORST_HEALTH_WAIT_S = 0.25
 JSON = {"content-type": "application/json"}
@@ -109,3 +109,28 @@ async def test_a_condition_comparing_large_values_errors_at_once_and_stalls_no_o
         assert health.worst_s < WORST_HEALTH_WAIT_S, (health.worst_s, output.decode()[-2000:])
     assert answer.json()["success"] is False
     assert "the condition compares more than 20,000 values" in answer.json()["error"]
+
+
+async def test_a_fan_out_of_large_outputs_stops_at_the_runs_log_limit(tmp_path: Path) -> None:
+    limit = 16 * 2**20
+    env = await server_env(tmp_path, max_run_log_bytes=str(limit))
+    wide = [transform(f"copy-{n}", ["{{trigger.data.s}}"] * 3) for n in range(30)]  # 3 MB each
+    nodes = [trigger(), *wide, transform("join", "joined")]
+    edges = [edge("trigger", copy["id"]) for copy in wide] + [
+        edge(copy["id"], "join") for copy in wide
+    ]
+    body = json.dumps({"s": "x" * 1_000_000}).encode()
+    async with (
+        running(flowtrux("serve", "--port", "0"), env, tmp_path) as (_, url, _output),
+        httpx.AsyncClient(base_url=url, timeout=60) as client,
+    ):
+        workflow_id = await create_workflow(client, workflow(nodes, edges))
+        answer = await client.post(
+            f"/api/workflows/{workflow_id}/execute", content=body, headers=JSON
+        )
+        history = await client.get(f"/api/executions/{answer.json()['executionId']}")
+    assert answer.json()["success"] is False
+    assert "the run's logs are larger than 16,777,216 bytes of JSON" in answer.json()["error"]
+    # What was stored and answered is the limit and the node that passed it, not 30 times 4 MB.
+    assert len(answer.content) < limit + 3 * LIMIT
+    assert len(history.content) < limit + 3 * LIMIT

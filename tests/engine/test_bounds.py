@@ -93,3 +93,18 @@ def test_a_value_read_twice_is_equal_to_itself_at_no_cost() -> None:
     scope = {"trigger": {"data": {"a": list(range(MAX_STEPS * 2))}}}
     text = " and ".join(["trigger.data.a == trigger.data.a"] * 100)
     assert evaluate(parse_condition(text), scope).result
+
+
+async def test_a_run_whose_logs_pass_their_limit_fails_at_the_node_that_passes_it() -> None:
+    # Each log holds its input (the output before it) and its output: 4 KB for copy-0, then
+    # 8 KB each: 4, 12, 20, then 28 KB at copy-3.
+    chain_of = [trigger(), *(transform(f"copy-{n}", PIECE) for n in range(10))]
+    g = graph(chain_of, " > ".join(node["id"] for node in chain_of))
+    rec = Recorder()
+    limits = Limits(max_output_bytes=10_000, max_run_log_bytes=25_000)
+    with pytest.raises(RunFailed, match="the run's logs are larger than 25,000 bytes of JSON"):
+        await execute(g, {}, rec.append, limits)
+    statuses = [rec.log(f"copy-{n}").status for n in range(10)]
+    assert statuses[:3] == [NodeStatus.SUCCESS] * 3
+    assert statuses[3] is NodeStatus.ERROR
+    assert set(statuses[4:]) == {NodeStatus.SKIPPED}
