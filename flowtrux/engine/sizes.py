@@ -58,7 +58,7 @@ class Sizes:
     """The sizes of one run's values, against the run's limit."""
 
     limit: int
-    _known: dict[int, _Known] = attrs.field(factory=dict, init=False)
+    known: dict[int, _Known] = attrs.field(factory=dict, init=False)  # by id, measured once
 
     async def check(self, value: Any, what: str = "the output") -> int:
         """The size of `value` as compact UTF-8 JSON. Raises OutputTooLarge (saying `what` is
@@ -123,9 +123,9 @@ class _Walk:
         if kind is str and len(value) < MEASURED_ONCE:
             return _string_size(value), 0
         if kind in (str, dict, list, tuple) or isinstance(value, Mapping):
-            known = self.sizes._known.get(id(value))
+            known = self.sizes.known.get(id(value))
             if known is None:
-                known = self.sizes._known[id(value)] = self._measure(value, depth)
+                known = self.sizes.known[id(value)] = self._measure(value, depth)
             if depth + known.height > MAX_DEPTH:
                 raise OutputNotStorable(f"{self.what} is nested deeper than {MAX_DEPTH} levels")
             return known.size, known.height
