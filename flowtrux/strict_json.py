@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 MAX_DEPTH: Final = 64
+PIECE_ITEMS: Final = 1_000  # values written by one call of the C encoder
+_CONTAINERS: Final = (dict, list, tuple)
 _LARGEST: Final = int(sys.float_info.max)
 
 
@@ -44,7 +46,85 @@ def loads(text: str | bytes) -> Any:
 
 def dumps(value: Any) -> str:
     """One line of compact JSON, non-ASCII text as itself. Raises ValueError for a value JSON
-    cannot carry (NaN, Infinity), TypeError for one that is not JSON at all."""
+    cannot carry (NaN, Infinity), TypeError for one that is not JSON at all.
+
+    The text is made by calls of the C encoder on at most `PIECE_ITEMS` values each: one call
+    holds the GIL throughout (some 35 ms a MB of numbers), so a thread writing a large value
+    would hold up the event loop as long; between pieces it lets it run."""
+    return "".join(_pieces(value))
+
+
+def _pieces(value: Any) -> Iterator[str]:
+    """The text of `value`: one call of the encoder when it holds at most PIECE_ITEMS values;
+    else its members, those that fit together in one call each."""
+    kind = type(value)
+    if _fits_a_piece(value):
+        yield _encode(value)
+    elif kind is dict and all(type(key) is str for key in value):
+        yield from _object_pieces(value)
+    elif kind is list or kind is tuple:
+        yield from _array_pieces(value)
+    else:
+        yield _encode(value)
+
+
+def _object_pieces(value: dict[str, Any]) -> Iterator[str]:
+    opening, pending, used = "{", dict[str, Any](), 0
+    for key, item in value.items():
+        size = _values_in(item, PIECE_ITEMS)
+        if pending and (size > PIECE_ITEMS or used + size > PIECE_ITEMS):
+            yield opening + _encode(pending)[1:-1]
+            opening, pending, used = ",", {}, 0
+        if size > PIECE_ITEMS:
+            yield opening + _encode(key) + ":"
+            yield from _pieces(item)
+            opening = ","
+        else:
+            pending[key] = item
+            used += size
+    if pending:
+        yield opening + _encode(pending)[1:-1]
+    yield "}"
+
+
+def _array_pieces(value: list[Any] | tuple[Any, ...]) -> Iterator[str]:
+    opening, start = "[", 0
+    while start < len(value):
+        end, used = start, 0
+        while end < len(value):
+            size = _values_in(value[end], PIECE_ITEMS - used)
+            if used + size > PIECE_ITEMS:
+                break
+            used, end = used + size, end + 1
+        if end == start:  # one member larger than a piece
+            yield opening
+            yield from _pieces(value[start])
+            end = start + 1
+        else:
+            yield opening + _encode(value[start:end])[1:-1]
+        opening, start = ",", end
+    yield "]"
+
+
+def _fits_a_piece(value: Any) -> bool:
+    return _values_in(value, PIECE_ITEMS) <= PIECE_ITEMS
+
+
+def _values_in(value: Any, budget: int) -> int:
+    """How many values `value` holds, itself included; counting stops once past `budget`."""
+    count, todo = 0, [value]
+    while todo:
+        item = todo.pop()
+        count += 1
+        kind = type(item)
+        members = item.values() if kind is dict else item if kind in (list, tuple) else ()
+        if count + len(members) > budget:
+            return budget + 1
+        todo.extend(members)
+    return count
+
+
+def _encode(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 

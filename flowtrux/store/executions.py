@@ -184,16 +184,18 @@ class ExecutionStore:
 
     async def create(self, new: NewExecution) -> None:
         params = attrs.asdict(new, recurse=False)
-        params.update(trigger_data=dumps(new.trigger_data), started_at=to_iso(new.started_at))
-        await self.db.write(
-            lambda conn: conn.execute(
+        params.update(started_at=to_iso(new.started_at))
+
+        def insert(conn: Connection) -> None:  # the trigger data is encoded here, in a thread
+            conn.execute(
                 "INSERT INTO executions (id, workflow_id, workspace_id, workflow_name, status,"
                 " trigger, trigger_data, started_by, process_id, started_at)"
                 " VALUES (:id, :workflow_id, :workspace_id, :workflow_name, 'RUNNING', :trigger,"
                 " :trigger_data, :started_by, :process_id, :started_at)",
-                params,
+                {**params, "trigger_data": dumps(new.trigger_data)},
             )
-        )
+
+        await self.db.write(insert)
 
     async def append(self, records: Sequence[JournalRecord]) -> Appended:
         """Encode and write a batch of journal records in one transaction: all or nothing.
