@@ -98,11 +98,6 @@ class Budget:
         self.spend(self._walk.size(value, 0))
 
 
-def check_output(value: Any, limit: int, what: str = "the output") -> None:
-    """`Sizes(limit).check_now(value, what)`: one value on its own."""
-    Sizes(limit).check_now(value, what)
-
-
 class _Walk:
     def __init__(self, sizes: Sizes, what: str, max_steps: float = math.inf) -> None:
         self.sizes = sizes
@@ -148,7 +143,8 @@ class _Walk:
             raise OutputNotStorable(f"{self.what} is nested deeper than {MAX_DEPTH} levels")
         total, height = 1 + max(len(value), 1), 0  # brackets and commas
         keys = isinstance(value, Mapping)
-        for key, item in value.items() if isinstance(value, Mapping) else enumerate(value):
+        members = value.items() if isinstance(value, Mapping) else enumerate(value)
+        for key, item in members:
             self.steps_left -= 1
             if self.steps_left < 0:
                 raise _Deferred

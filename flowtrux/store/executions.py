@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -78,7 +77,7 @@ class EventPage:
 @attrs.frozen
 class NodeLogRecord:
     execution_id: str
-    position: int
+    position: int  # counts from 1 per execution, in the order the logs were written
     node_id: str
     log: Any  # the ExecutionLog as a JSON object; encoded by the store
 
@@ -140,14 +139,6 @@ class ExecutionSummary:
             row["duration_ms"],
             row["error"],
         )
-
-
-@attrs.frozen
-class ExecutionDetail:
-    summary: ExecutionSummary
-    trigger_data: Any
-    output: Any
-    logs: list[Any]
 
 
 @attrs.frozen
@@ -303,25 +294,6 @@ class ExecutionStore:
         sql, params = _summaries_query(where)
         rows = await self.db.read(lambda conn: conn.execute(sql, params).fetchall())
         return [ExecutionSummary.from_row(row) for row in rows]
-
-    async def get(self, execution_id: str) -> ExecutionDetail | None:
-        def fetch(conn: Connection) -> tuple[Any, list[Any]]:
-            row = conn.execute("SELECT * FROM executions WHERE id = :id", {"id": execution_id})
-            logs = conn.execute(
-                "SELECT log FROM node_logs WHERE execution_id = :id ORDER BY position",
-                {"id": execution_id},
-            )
-            return row.fetchone(), logs.fetchall()
-
-        row, logs = await self.db.read(fetch)
-        if row is None:
-            return None
-        return ExecutionDetail(
-            ExecutionSummary.from_row(row),
-            json.loads(row["trigger_data"]),
-            json.loads(row["output"]) if row["output"] is not None else None,
-            [json.loads(log["log"]) for log in logs],
-        )
 
 
 def _append(conn: Connection, records: Iterable[JournalRecord]) -> Appended:

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowtrux.engine.sizes import OutputNotStorable, OutputTooLarge, check_output
+from flowtrux.engine.sizes import OutputNotStorable, OutputTooLarge, Sizes
 from flowtrux.strict_json import MAX_DEPTH, dumps
 
 JSON_VALUES = st.recursive(
@@ -21,9 +21,9 @@ JSON_VALUES = st.recursive(
 @given(JSON_VALUES)
 def test_the_limit_is_the_size_of_the_stored_json_to_the_byte(value: Any) -> None:
     size = len(dumps(value).encode("utf-8"))
-    check_output(value, size)
+    Sizes(size).check_now(value)
     with pytest.raises(OutputTooLarge):
-        check_output(value, size - 1)
+        Sizes(size - 1).check_now(value)
 
 
 def test_shared_values_are_measured_without_being_written_out() -> None:
@@ -31,24 +31,24 @@ def test_shared_values_are_measured_without_being_written_out() -> None:
     for _ in range(60):  # 2**60 KB of JSON, 60 lists
         value = [value, value]
     with pytest.raises(OutputTooLarge, match="larger than 4,194,304 bytes"):
-        check_output(value, 4 * 1024 * 1024)
+        Sizes(4 * 1024 * 1024).check_now(value)
 
 
 def test_an_output_nested_deeper_than_readers_take_is_refused() -> None:
     value: Any = 1
     for _ in range(MAX_DEPTH):
         value = [value]
-    check_output(value, 10**6)
+    Sizes(10**6).check_now(value)
     with pytest.raises(OutputNotStorable, match="nested deeper than 64"):
-        check_output([value], 10**6)
+        Sizes(10**6).check_now([value])
 
 
 @pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
 def test_numbers_json_does_not_have_are_refused(number: float) -> None:
     with pytest.raises(OutputNotStorable, match="which JSON does not have"):
-        check_output({"x": number}, 10**6)
+        Sizes(10**6).check_now({"x": number})
 
 
 def test_values_that_are_not_json_are_refused() -> None:
     with pytest.raises(OutputNotStorable, match="holds a bytes"):
-        check_output([b"raw"], 10**6)
+        Sizes(10**6).check_now([b"raw"])

@@ -23,6 +23,7 @@ from flowtrux.store.executions import Appended, ExecutionStore, Finish, JournalR
 from flowtrux.store.store import Store, open_store
 from tests.faults import FlakyWrites, write_lock_held
 from tests.runs.conftest import SaveWorkflow, collect, new_execution
+from tests.stored import stored_execution
 
 POISON = NodeStarted("n1", "bad \ud800 name", "transform")  # a lone surrogate: SQLite refuses it
 TIMESTAMP = "2026-11-28T00:00:00.000Z"
@@ -53,7 +54,7 @@ async def stored(store: Store, execution_id: str) -> list[tuple[int, str]]:
 
 
 async def status(store: Store, execution_id: str) -> tuple[RunStatus, str | None]:
-    execution = await store.executions.get(execution_id)
+    execution = await stored_execution(store, execution_id)
     assert execution is not None
     return execution.summary.status, execution.summary.error
 

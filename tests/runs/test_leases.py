@@ -16,6 +16,7 @@ from flowtrux.store.executions import NewEvent
 from flowtrux.store.store import Store, open_store
 from flowtrux.timestamps import to_iso, utc_now
 from tests.runs.conftest import SaveWorkflow, new_execution
+from tests.stored import stored_execution
 
 
 async def test_runs_of_a_stopped_process_end_interrupted(
@@ -29,14 +30,14 @@ async def test_runs_of_a_stopped_process_end_interrupted(
     async with open_run_manager(store, RunSettings()):
         pass  # the lease is taken, and orphans recovered, on the way in
 
-    orphan = await store.executions.get("exec-orphan")
+    orphan = await stored_execution(store, "exec-orphan")
     assert orphan is not None
     assert orphan.summary.status is RunStatus.INTERRUPTED
     assert orphan.summary.error == INTERRUPTED
     events = (await store.executions.events_after("exec-orphan", 0)).events
     assert [(event.seq, event.name) for event in events] == [(1, "start"), (2, "error")]
     assert json.loads(events[-1].data)["error"] == INTERRUPTED
-    alive = await store.executions.get("exec-alive")
+    alive = await stored_execution(store, "exec-alive")
     assert alive is not None
     assert alive.summary.status is RunStatus.RUNNING  # its process still holds its lease
 

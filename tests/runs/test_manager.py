@@ -15,6 +15,7 @@ from flowtrux.store.executions import StoredEvent
 from flowtrux.store.store import Store
 from tests.faults import write_lock_held
 from tests.runs.conftest import SaveWorkflow, collect
+from tests.stored import stored_execution
 from tests.support import chain, delay, fail, transform, trigger
 
 
@@ -56,7 +57,7 @@ async def test_a_completed_run_sends_one_terminal_event_and_stores_its_status(
     ]  # fmt: skip
     assert [event.seq for event in events] == list(range(1, 7))
     assert data(events[-1])["output"] == 7
-    execution = await store.executions.get(run.execution_id)
+    execution = await stored_execution(store, run.execution_id)
     assert execution is not None
     assert execution.summary.status is RunStatus.COMPLETED
     assert execution.output == 7
@@ -72,7 +73,7 @@ async def test_a_failing_node_fails_the_run_once(
     assert names(events).count("error") == 1
     assert names(events)[-1] == "error"
     assert "no luck" in data(events[-1])["error"]
-    execution = await store.executions.get(run.execution_id)
+    execution = await stored_execution(store, run.execution_id)
     assert execution is not None
     assert execution.summary.status is RunStatus.FAILED
     assert [(log["nodeId"], log["status"]) for log in execution.logs] == [
@@ -102,7 +103,7 @@ async def test_detach_cancels_the_running_node_and_starts_no_other(
         "cancelled": True,
         "durationMs": data(events[-1])["durationMs"],
     }
-    execution = await store.executions.get(run.execution_id)
+    execution = await stored_execution(store, run.execution_id)
     assert execution is not None
     assert execution.summary.status is RunStatus.CANCELLED
     assert [(log["nodeId"], log["status"]) for log in execution.logs] == [
@@ -121,7 +122,7 @@ async def test_continue_on_disconnect_keeps_running_in_the_background(
     manager.detach(run)
     events = await collect(feed)
     assert names(events)[-1] == "complete"
-    execution = await store.executions.get(run.execution_id)
+    execution = await stored_execution(store, run.execution_id)
     assert execution is not None
     assert execution.summary.status is RunStatus.COMPLETED
     assert execution.summary.background is True
@@ -139,7 +140,7 @@ async def test_drain_ends_every_run_cancelled_before_returning(
     for run, feed in zip(runs, feeds, strict=True):
         events = await collect(feed)
         assert data(events[-1])["error"] == CANCELLED_BY_SHUTDOWN
-        execution = await store.executions.get(run.execution_id)
+        execution = await stored_execution(store, run.execution_id)
         assert execution is not None
         assert execution.summary.status is RunStatus.CANCELLED
     with pytest.raises(ShuttingDown):
@@ -208,7 +209,7 @@ async def test_a_node_id_the_store_refuses_fails_its_run_with_every_event_and_lo
     assert events[-1].terminal
     starts = [data(e)["nodeId"] for e in events if e.name == "node_start"]
     assert sorted(starts) == sorted(data(e)["nodeId"] for e in events if e.name == "node_complete")
-    execution = await store.executions.get(run.execution_id)
+    execution = await stored_execution(store, run.execution_id)
     assert execution is not None
     assert execution.summary.status is RunStatus.FAILED
     assert [log["nodeId"] for log in execution.logs] == ["trigger", "x\\ud800", "after", "end"]

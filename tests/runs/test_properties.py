@@ -31,6 +31,7 @@ from flowtrux.store.executions import StoredEvent
 from flowtrux.store.store import Store, open_store
 from flowtrux.store.workflows import Workflow
 from tests.faults import FlakyWrites
+from tests.stored import stored_execution
 from tests.support import condition, delay, edge, fail, transform, trigger, workflow
 
 STATUS_OF_TERMINAL = {"complete": "COMPLETED", "error": "FAILED", "cancelled": "CANCELLED"}
@@ -249,7 +250,7 @@ async def check_run(
     stored = await store.executions.events_after(execution_id, 0)
     assert stored.events == events  # the stream sent what is stored, and only that
     end = json.loads(terminal[0].data)
-    execution = await store.executions.get(execution_id)
+    execution = await stored_execution(store, execution_id)
     assert execution is not None
     assert execution.summary.status.value == STATUS_OF_TERMINAL[terminal[0].name]
     assert execution.summary.error == end["error"]

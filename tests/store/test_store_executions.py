@@ -24,6 +24,7 @@ from flowtrux.store.executions import (
 from flowtrux.store.store import Store
 from flowtrux.store.users import User
 from flowtrux.store.workspaces import Workspace
+from tests.stored import stored_execution
 
 # Millisecond precision: what the store keeps.
 STARTED = datetime(2026, 11, 28, 13, 45, 0, 123000, tzinfo=UTC)
@@ -94,7 +95,7 @@ async def test_a_new_execution_is_running(store: Store, workspace: Workspace) ->
     new = new_execution(workspace.id)
     await store.executions.create(new)
 
-    detail = await store.executions.get(new.id)
+    detail = await stored_execution(store, new.id)
 
     assert detail is not None
     assert detail.summary == ExecutionSummary(
@@ -117,7 +118,7 @@ async def test_a_new_execution_is_running(store: Store, workspace: Workspace) ->
 
 
 async def test_get_of_a_missing_execution_is_none(store: Store) -> None:
-    assert await store.executions.get("exec-missing") is None
+    assert await stored_execution(store, "exec-missing") is None
 
 
 async def test_a_batch_lands_whole_events_in_seq_order_logs_in_position_order(
@@ -126,7 +127,7 @@ async def test_a_batch_lands_whole_events_in_seq_order_logs_in_position_order(
     run = await started(store, workspace.id)
     output = {"result": [1, 2, 3], "text": "done ✓"}
     events = [event(run, seq) for seq in (3, 1, 2)] + [event(run, 4, "complete")]
-    logs = [node_log(run, position) for position in (2, 0, 1)]
+    logs = [node_log(run, position) for position in (3, 1, 2)]
 
     batch: list[JournalRecord] = [events[0], logs[0], events[1], finish(run, output=output)]
     batch += [logs[1], events[2], logs[2], events[3]]  # the terminal event last
@@ -140,9 +141,9 @@ async def test_a_batch_lands_whole_events_in_seq_order_logs_in_position_order(
     assert page.events == sorted(appended.events, key=lambda e: e.seq)
     assert page.events[-1].terminal
     assert not any(e.terminal for e in page.events[:-1])
-    detail = await store.executions.get(run)
+    detail = await stored_execution(store, run)
     assert detail is not None
-    assert detail.logs == [{"position": 0}, {"position": 1}, {"position": 2}]
+    assert detail.logs == [{"position": 1}, {"position": 2}, {"position": 3}]
     assert detail.output == output
     assert detail.summary.status is RunStatus.COMPLETED
     assert detail.summary.error is None
@@ -155,7 +156,7 @@ async def test_a_failed_run_keeps_its_error(store: Store, workspace: Workspace) 
 
     assert (await store.executions.append([finish(run, RunStatus.FAILED)])).stale == []
 
-    detail = await store.executions.get(run)
+    detail = await stored_execution(store, run)
     assert detail is not None
     assert (detail.summary.status, detail.summary.error) == (RunStatus.FAILED, "boom")
     assert detail.output is None
@@ -167,11 +168,11 @@ async def test_a_batch_that_fails_lands_nothing(store: Store, workspace: Workspa
 
     with pytest.raises(sqlite3.IntegrityError):
         await store.executions.append(
-            [event(run, 2), node_log(run, 0), Backgrounded(run), event(run, 1), finish(run)]
+            [event(run, 2), node_log(run, 1), Backgrounded(run), event(run, 1), finish(run)]
         )
 
     assert await stored_seqs(store, run) == [1]
-    detail = await store.executions.get(run)
+    detail = await stored_execution(store, run)
     assert detail is not None
     assert detail.logs == []
     assert detail.summary.status is RunStatus.RUNNING
@@ -254,7 +255,7 @@ async def test_a_second_finish_is_rejected_and_the_first_status_stays(
     appended = await store.executions.append([finish(run, RunStatus.COMPLETED, "second")])
 
     assert appended.stale == [run]
-    detail = await store.executions.get(run)
+    detail = await stored_execution(store, run)
     assert detail is not None
     assert detail.summary.status is RunStatus.CANCELLED
     assert detail.output == "first"
@@ -276,7 +277,7 @@ async def test_a_finish_after_another_process_interrupted_the_run_is_rejected(
     assert appended.stale == [run]
     statuses = {}
     for execution_id in (run, done):
-        detail = await store.executions.get(execution_id)
+        detail = await stored_execution(store, execution_id)
         assert detail is not None
         statuses[execution_id] = detail.summary.status
     assert statuses == {run: RunStatus.INTERRUPTED, done: RunStatus.COMPLETED}
@@ -288,7 +289,7 @@ async def test_backgrounded_sets_background(store: Store, workspace: Workspace) 
 
     await store.executions.append([Backgrounded(run)])
 
-    details = [await store.executions.get(run), await store.executions.get(foreground)]
+    details = [await stored_execution(store, run), await stored_execution(store, foreground)]
     assert [d.summary.background for d in details if d is not None] == [True, False]
 
 
@@ -332,7 +333,7 @@ async def history(store: Store, user: User, workspace: Workspace) -> list[Execut
     )
     summaries = []
     for execution_id in visible:
-        detail = await store.executions.get(execution_id)
+        detail = await stored_execution(store, execution_id)
         assert detail is not None
         if detail.summary.workspace_id in member_of:
             summaries.append(detail.summary)

@@ -10,6 +10,7 @@ from flowtrux.store.executions import Finish, NewEvent, NewExecution
 from flowtrux.store.store import Store
 from flowtrux.store.workspaces import Workspace
 from flowtrux.timestamps import to_iso, utc_now
+from tests.stored import stored_execution
 
 LEASE = timedelta(seconds=30)
 
@@ -80,7 +81,7 @@ async def test_a_lease_renewed_since_the_cutoff_keeps_its_runs(
     await store.processes.renew("p")  # the process is alive after all
 
     assert await store.processes.orphaned_runs(lapsed_before=utc_now() - LEASE) == []
-    detail = await store.executions.get(run)
+    detail = await stored_execution(store, run)
     assert detail is not None
     assert detail.summary.status is RunStatus.RUNNING
 
