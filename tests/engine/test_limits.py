@@ -39,8 +39,9 @@ def test_the_node_limit_is_given_by_the_caller() -> None:
     ]
 
 
-def test_a_long_chain_reading_every_node_before_it_is_valid() -> None:
-    """Each node reads the trigger, its predecessor and the first node: all upstream."""
+def test_a_chain_of_the_most_nodes_reading_far_and_near_upstream_is_valid() -> None:
+    """Each node reads the first transform and its predecessor: both upstream. (How long it
+    takes is measured by bench.workflow_create, not asserted here.)"""
     nodes = [trigger(), transform("t1", 1)]
     for i in range(2, MAX_WORKFLOW_NODES):
         reads = {"first": "{{t1.output}}", "previous": f"{{{{t{i - 1}.output}}}}"}
