@@ -85,24 +85,40 @@ async def test_stop_of_a_run_of_a_live_process_asks_that_process(
 async def test_processes_racing_to_end_the_same_orphans_end_each_once(
     save_workflow: SaveWorkflow, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Two processes start on one store, each ending the orphans at start while the other's
-    Stop button ends the same runs: each run gets one terminal event, and no error is logged."""
+    """Four processes share a store when a fifth stops renewing its lease: two look for its
+    orphans every 0.1 s while the Stop buttons of the other two end the same runs. Each run gets
+    one terminal event, and no error is logged."""
     orphans = [f"exec-{n}" for n in range(20)]
     for execution_id in orphans:
         await new_execution(store, save_workflow, execution_id, process_id="proc-gone")
+    opened, lapsed = trio.Semaphore(0), trio.Event()
+    stopped: list[Stopping] = []
 
-    async def process(own: Store, stops: bool) -> None:
-        async with open_run_manager(own, RunSettings()) as manager:
-            if stops:
-                for execution_id in orphans:
-                    await manager.stop(execution_id)
+    async def keep_gone_alive() -> None:  # until every process is open
+        while not lapsed.is_set():
+            await store.processes.renew("proc-gone")
+            await trio.sleep(0.05)
+
+    async def process(own: Store, stops: list[str]) -> None:
+        async with open_run_manager(own, RunSettings(lease_s=0.3)) as manager:
+            opened.release()
+            await lapsed.wait()
+            for execution_id in stops:
+                stopped.append(await manager.stop(execution_id))
+                await trio.sleep(0.01)  # meanwhile the others look for orphans
 
     async with AsyncExitStack() as stores:  # opened one by one: each applies the migrations
         processes = [await stores.enter_async_context(open_store(store.url)) for _ in range(4)]
         async with trio.open_nursery() as nursery:
-            for own, stops in zip(processes, (False, True, False, True), strict=True):
+            nursery.start_soon(keep_gone_alive)
+            for own, stops in zip(processes, ([], orphans, [], orphans[::-1]), strict=True):
                 nursery.start_soon(process, own, stops)
+            for _ in processes:
+                await opened.acquire()
+            lapsed.set()
+            await lapsed_lease(store, "proc-gone")
 
+    assert Stopping.INTERRUPTED in stopped  # a Stop button ended some, in the race
     for execution_id in orphans:
         assert await terminal_events(store, execution_id) == ["error"], execution_id
         assert await store.executions.status(execution_id) is RunStatus.INTERRUPTED
