@@ -58,13 +58,13 @@ class H2Client:
         pseudo = [(b":method", method), (b":scheme", self.scheme), (b":path", path)]
         return [*pseudo, (b":authority", self.authority), *fields]
 
-    async def send(self, head: Head, body: bytes | None = None) -> int:
-        """Open a stream with `head` (and `body`); return its id."""
+    async def send(self, head: Head, body: bytes | None = None, *, end: bool = True) -> int:
+        """Open a stream with `head` (and `body`), ended unless not `end`; return its id."""
         stream_id: int = self.conn.get_next_available_stream_id()
         self.exchanges[stream_id] = Exchange()
-        self.conn.send_headers(stream_id, head, end_stream=body is None)
+        self.conn.send_headers(stream_id, head, end_stream=end and body is None)
         if body is not None:
-            self.conn.send_data(stream_id, body, end_stream=True)
+            self.conn.send_data(stream_id, body, end_stream=end)
         await self.flush()
         return stream_id
 
@@ -146,10 +146,17 @@ async def connected(port: int, authority: trustme.CA | None = None) -> AsyncIter
         stream = trio.SSLStream(stream, context, server_hostname="127.0.0.1")
     async with stream:
         scheme = "http" if authority is None else "https"
-        client = H2Client(stream, f"127.0.0.1:{port}", scheme)
-        client.conn.initiate_connection()
-        await client.flush()
-        yield client
+        yield await speaking_h2(stream, f"127.0.0.1:{port}", scheme)
+
+
+async def speaking_h2(
+    stream: trio.abc.Stream, authority: str = "test", scheme: str = "http"
+) -> H2Client:
+    """An HTTP/2 client on `stream`, its preface and SETTINGS sent."""
+    client = H2Client(stream, authority, scheme)
+    client.conn.initiate_connection()
+    await client.flush()
+    return client
 
 
 async def prioritize_streams_never_opened(client: H2Client) -> None:

@@ -11,6 +11,7 @@ import logging
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 
 import h2.config
 import h2.connection
@@ -27,6 +28,7 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
 from flowtrux.http import hypercorn_fixes
 from flowtrux.http.hypercorn_fixes.connections import Bounds, bound_connections
 from tests.http.bare import RawApp, RequestScope, server_config, serving
+from tests.http.h2_attacks import Exchange, speaking_h2
 
 BOUND = 0.5  # request_timeout and keep_alive_timeout of these servers, in seconds
 LONG = 3 * BOUND  # how long the slow answers take: longer than any bound
@@ -127,43 +129,8 @@ async def read_answer(stream: trio.SocketStream) -> bytes:
     return received
 
 
-class H2Client:
-    """Just enough of an HTTP/2 client (prior knowledge) for these tests."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        self.conn.initiate_connection()
-        self.bodies: dict[int, bytes] = {}
-        self.answered: set[int] = set()  # the head of its answer came
-        self.ended: set[int] = set()
-        self.reset: dict[int, int] = {}
-
-    async def request(self, method: str, path: str, *, end: bool = True) -> int:
-        stream_id: int = self.conn.get_next_available_stream_id()
-        headers = [(":method", method), (":path", path), (":scheme", "http")]
-        self.conn.send_headers(stream_id, [*headers, (":authority", "test")], end_stream=end)
-        await self.flush()
-        return stream_id
-
-    async def flush(self) -> None:
-        await self.stream.send_all(self.conn.data_to_send())
-
-    async def receive(self) -> bool:
-        """Handle what arrives next; False once the server has closed the connection."""
-        data = await self.stream.receive_some()
-        for event in self.conn.receive_data(data):
-            if isinstance(event, h2.events.ResponseReceived):
-                self.answered.add(event.stream_id)
-            elif isinstance(event, h2.events.DataReceived):
-                self.bodies[event.stream_id] = self.bodies.get(event.stream_id, b"") + event.data
-                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            elif isinstance(event, h2.events.StreamEnded):
-                self.ended.add(event.stream_id)
-            elif isinstance(event, h2.events.StreamReset):
-                self.reset[event.stream_id] = event.error_code
-        await self.flush()
-        return data != b""
+def answered_head(exchange: Exchange) -> bool:
+    return exchange.status is not None
 
 
 async def answered(port: int) -> bool:
@@ -206,8 +173,7 @@ async def test_an_h2c_connection_that_never_opens_a_stream_is_closed() -> None:
         serving(App(), config()) as port,
         await trio.open_tcp_stream("127.0.0.1", port) as tcp,
     ):
-        client = H2Client(tcp)
-        await client.flush()  # the preface and SETTINGS, then nothing
+        await speaking_h2(tcp)  # the preface and SETTINGS, then nothing
         assert await closed_by_server(tcp, BOUND + SLACK) >= BOUND * 0.9
 
 
@@ -217,8 +183,8 @@ async def test_an_h2c_connection_whose_only_stream_was_reset_is_closed_once_idle
         serving(App(), config()) as port,
         await trio.open_tcp_stream("127.0.0.1", port) as tcp,
     ):
-        client = H2Client(tcp)
-        stream_id = await client.request("POST", "/", end=False)
+        client = await speaking_h2(tcp)
+        stream_id = await client.send(client.head(b"POST", b"/"), end=False)
         client.conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
         await client.flush()
         await closed_by_server(tcp, BOUND + SLACK)
@@ -253,21 +219,21 @@ async def test_an_http1_request_that_never_ends_is_closed(
 async def test_an_http2_stream_whose_body_never_ends_is_reset_and_the_others_go_on() -> None:
     app = App()
     async with serving(app, config()) as port, await trio.open_tcp_stream("127.0.0.1", port) as tcp:
-        client = H2Client(tcp)
-        streaming = await client.request("GET", "/stream")
-        waiting = await client.request("GET", "/slow")
-        unfinished = await client.request("POST", "/", end=False)
+        client = await speaking_h2(tcp)
+        streaming = await client.get(b"/stream")
+        waiting = await client.get(b"/slow")
+        unfinished = await client.send(client.head(b"POST", b"/"), end=False)
+        ended = client.exchanges[streaming], client.exchanges[waiting]
         with trio.fail_after(LONG + SLACK):
-            while not {streaming, waiting} <= client.ended:
-                assert await client.receive(), "the server closed the connection"
-        assert client.reset == {unfinished: h2.errors.ErrorCodes.CANCEL}
-        assert client.bodies[streaming].endswith(b"done")
-        assert client.bodies[waiting] == b"done"
+            await client.receive_until(lambda: all(exchange.ended for exchange in ended))
+        resets = {n: exchange.reset for n, exchange in client.exchanges.items() if exchange.reset}
+        assert resets == {unfinished: h2.errors.ErrorCodes.CANCEL}
+        assert client.exchanges[streaming].body.endswith(b"done")
+        assert client.exchanges[waiting].body == b"done"
         await app.wait_until_none_reading()
-        again = await client.request("GET", "/")  # the connection still serves
+        again = await client.get(b"/")  # the connection still serves
         with trio.fail_after(SLACK):
-            while again not in client.ended:
-                assert await client.receive()
+            await client.receive_until(lambda: client.exchanges[again].ended)
 
 
 @pytest.mark.usefixtures("corrected")
@@ -276,8 +242,8 @@ async def test_an_http2_connection_whose_overdue_stream_was_reset_is_closed_once
         serving(App(), config()) as port,
         await trio.open_tcp_stream("127.0.0.1", port) as tcp,
     ):
-        client = H2Client(tcp)
-        await client.request("POST", "/", end=False)  # and never the body
+        client = await speaking_h2(tcp)
+        await client.send(client.head(b"POST", b"/"), end=False)  # and never the body
         # Reset after request_timeout, then idle: closed after keep_alive_timeout.
         assert await closed_by_server(tcp, 2 * BOUND + SLACK) >= 2 * BOUND * 0.9
 
@@ -292,7 +258,7 @@ async def test_a_client_that_sends_pings_and_reads_no_acknowledgement_is_closed(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window
         await sock.connect(("127.0.0.1", port))
         async with trio.SocketStream(sock) as tcp:
-            await H2Client(tcp).flush()  # the preface
+            await speaking_h2(tcp)
             # Until the server, stuck writing, stops reading (or, corrected, closes).
             with trio.move_on_after(5), suppress(trio.BrokenResourceError):
                 await tcp.send_all(PING * 250_000)  # 4 MB, acknowledged with as much
@@ -315,14 +281,13 @@ async def test_an_http2_answer_no_window_lets_out_is_reset() -> None:
         serving(App(), config()) as port,
         await trio.open_tcp_stream("127.0.0.1", port) as tcp,
     ):
-        client = H2Client(tcp)
+        client = await speaking_h2(tcp)
         client.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
-        stream_id = await client.request("GET", "/")
+        stream_id = await client.get(b"/")
         with trio.fail_after(3 * BOUND + SLACK):  # noticed within a bound, then a bound more
-            while stream_id not in client.reset:
-                assert await client.receive(), "the server closed the connection"
-        assert client.reset[stream_id] == h2.errors.ErrorCodes.CANCEL
-        assert client.bodies.get(stream_id) is None
+            await client.receive_until(lambda: client.exchanges[stream_id].reset is not None)
+        assert client.exchanges[stream_id].reset == h2.errors.ErrorCodes.CANCEL
+        assert client.exchanges[stream_id].body == b""
         await closed_by_server(tcp, BOUND + SLACK)  # idle
 
 
@@ -331,12 +296,11 @@ async def test_connections_that_leave_an_answer_without_a_window_give_their_plac
     async with serving(App(), config(max_connections=3, keep_alive_timeout=30)) as port:
         for _ in range(3):
             async with await trio.open_tcp_stream("127.0.0.1", port) as tcp:
-                client = H2Client(tcp)
+                client = await speaking_h2(tcp)
                 client.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
-                stream_id = await client.request("GET", "/")
-                with trio.fail_after(SLACK):
-                    while stream_id not in client.answered:  # its body waits for a window
-                        assert await client.receive()
+                exchange = client.exchanges[await client.get(b"/")]
+                with trio.fail_after(SLACK):  # its head comes; its body waits for a window
+                    await client.receive_until(partial(answered_head, exchange))
         with trio.fail_after(SLACK):
             while True:  # each place is given back once its app has ended
                 if await answered(port):
@@ -432,7 +396,7 @@ async def test_upstream_still_needs_the_correction() -> None:
         serving(App(), config()) as port,
         await trio.open_tcp_stream("127.0.0.1", port) as tcp,
     ):
-        await H2Client(tcp).flush()
+        await speaking_h2(tcp)
         assert await still_open(tcp, 3 * BOUND)
 
 
