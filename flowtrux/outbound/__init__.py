@@ -1,0 +1,1 @@
+"""Everything a workflow sends out: one guarded HTTP client."""
