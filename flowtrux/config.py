@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import limits
 
 from flowtrux.engine.limits import MAX_WORKFLOW_NODES
+from flowtrux.outbound.networks import AddressPolicy, InvalidAllowList
 
 ENV_PREFIX = "FLOWTRUX_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -59,6 +61,22 @@ def _under_fd_limit(instance: Any, attribute: attrs.Attribute[Any], value: int) 
         )
 
 
+def _allow_cidrs(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    try:
+        AddressPolicy.parse(value)
+    except InvalidAllowList as exc:
+        raise InvalidSetting(f"{attribute.name}: {exc}") from None
+
+
+def _http_url(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise InvalidSetting(f"{attribute.name} must be an http(s) URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise InvalidSetting(f"{attribute.name} must be an http(s) URL, got {value!r}")
+
+
 def _log_level(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
     if value not in LOG_LEVELS:
         raise InvalidSetting(f"{attribute.name} must be one of {', '.join(LOG_LEVELS)}")
@@ -83,6 +101,8 @@ class Settings:
         factory=max_connections_allowed, validator=[_positive, _under_fd_limit]
     )
     log_level: str = attrs.field(default="info", validator=_log_level)
+    http_allow_cidrs: str = attrs.field(default="", validator=_allow_cidrs)
+    llm_base_url: str = attrs.field(default="https://api.openai.com/v1", validator=_http_url)
 
     @classmethod
     def load(

@@ -13,10 +13,17 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
+import trio
+
+from flowtrux.limiters import run_limiter
+
 MAX_DEPTH: Final = 64
 PIECE_ITEMS: Final = 1_000  # values written by one call of the C encoder
 _CONTAINERS: Final = (dict, list, tuple)
 _LARGEST: Final = int(sys.float_info.max)
+PARSE_IN_THREAD_BYTES: Final = 64 * 1024  # larger texts are parsed off the Trio thread
+PARSES_AT_ONCE: Final = 1  # threads parsing at once: the C parser holds the GIL ~40-130 ms a MiB
+_parsing: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("flowtrux_parsing")
 
 
 class NotStrictJson(ValueError):
@@ -42,6 +49,15 @@ def loads(text: str | bytes) -> Any:
         raise NotStrictJson("holds an integer that does not fit a double") from None
     _check_tree(value)
     return value
+
+
+async def parse(raw: bytes) -> Any:
+    """`loads` for a text that may be large: past `PARSE_IN_THREAD_BYTES`, in a worker thread,
+    one at a time. Raises NotStrictJson."""
+    if len(raw) <= PARSE_IN_THREAD_BYTES:
+        return loads(raw)
+    limiter = run_limiter(_parsing, PARSES_AT_ONCE)
+    return await trio.to_thread.run_sync(loads, raw, limiter=limiter)
 
 
 def dumps(value: Any) -> str:

@@ -23,6 +23,14 @@ class NodeStarted:
 
 
 @attrs.frozen
+class NodeDelta:
+    """A piece of a running node's output as it is produced (an agent's streamed tokens)."""
+
+    node_id: str
+    delta: str
+
+
+@attrs.frozen
 class NodeCompleted:
     """A node that started has ended: success, error or cancelled."""
 
@@ -37,4 +45,4 @@ class NodeSkipped:
     log: ExecutionLog
 
 
-NodeEvent = NodeStarted | NodeCompleted | NodeSkipped
+NodeEvent = NodeStarted | NodeDelta | NodeCompleted | NodeSkipped

@@ -9,6 +9,7 @@ never waits on it, so it can report a node's end even while its run is being can
 from __future__ import annotations
 
 import logging
+import traceback
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -18,12 +19,14 @@ import attrs
 import trio
 
 from flowtrux.engine.errors import NodeError
-from flowtrux.engine.events import NodeCompleted, NodeEvent, NodeSkipped, NodeStarted
+from flowtrux.engine.events import NodeCompleted, NodeDelta, NodeEvent, NodeSkipped, NodeStarted
 from flowtrux.engine.graph import Edge, Graph, Node
 from flowtrux.engine.logs import ExecutionLog
 from flowtrux.engine.nodes import NODE_TYPES, NodeContext, NodeResult
 from flowtrux.engine.sizes import Sizes
 from flowtrux.engine.states import NODE_TRANSITIONS, NodeStatus, transition
+from flowtrux.outbound.client import Exchange, Outbound
+from flowtrux.outbound.secrets import Secrets
 
 logger = logging.getLogger(__name__)
 
@@ -56,25 +59,30 @@ async def execute(
     emit: Emit,
     limits: Limits,
     ready: Ready = _always_ready,
+    outbound: Outbound | None = None,
 ) -> Any:
     """Run `graph` with `body` as the trigger's body and return the run's output.
 
-    `ready` is awaited before each node starts: the listener's back-pressure. Every node ends
+    `ready` is awaited before each node starts: the listener's back-pressure. `outbound` is the
+    client `http` and `agent` nodes send with; without it they fail. Every node ends
     with exactly one log: nodes that never started (a dead path, or a run that ended first) are
     emitted as skipped. Raises RunFailed. If the caller's scope is cancelled, each running node
     emits its log with status `cancelled`, no further node starts, and the cancellation
     propagates (from the run's nursery, so possibly inside an exception group, which the
     cancelled scope absorbs as usual). Checkpoints.
     """
-    return await _Run(graph, body, emit, limits, ready).execute()
+    return await _Run(graph, body, emit, limits, ready, outbound).execute()
 
 
 @attrs.frozen
 class _Attempts:
-    """How a node's attempts ended: a result, or the error of the last attempt."""
+    """How a node's attempts ended: a result, or the error of the last attempt (and the debug
+    fields it reported, with their size in the log)."""
 
     result: NodeResult | None = None
     error: str | None = None
+    debug: Mapping[str, Any] = attrs.field(factory=dict)
+    debug_bytes: int = 0
 
 
 @attrs.define(eq=False)
@@ -84,6 +92,7 @@ class _Run:
     emit: Emit
     limits: Limits
     ready: Ready
+    outbound: Outbound | None
     _statuses: dict[str, NodeStatus] = attrs.field(init=False)
     _waiting: dict[str, int] = attrs.field(init=False)  # incoming edges not yet settled
     _inputs: defaultdict[str, dict[str, Any]] = attrs.field(init=False)  # live inputs so far
@@ -141,7 +150,14 @@ class _Run:
 
     async def _execute(self, node: Node) -> ExecutionLog:
         inputs = self._inputs.pop(node.id)
-        context = NodeContext(node, inputs, self._scope, self._sizes)
+        exchange = Exchange()
+
+        def emit_delta(delta: str) -> None:
+            self.emit(NodeDelta(node.id, exchange.secrets.scrub_text(delta)))
+
+        context = NodeContext(
+            node, inputs, self._scope, self._sizes, self.outbound, emit_delta, exchange
+        )
         self._set_status(node, NodeStatus.RUNNING)
         self.emit(NodeStarted.of(node))
         started_at, started = datetime.now(UTC), trio.current_time()
@@ -160,19 +176,26 @@ class _Run:
         return log
 
     async def _attempts(self, context: NodeContext) -> _Attempts:
-        node, error = context.node, ""
+        """Attempt the node as its `retry` says: after an error that another attempt could
+        mend, waiting its backoff (or longer, should the error ask for it)."""
+        node, failed = context.node, _Attempts(error="")
         for attempt in range(1, node.retry.max_attempts + 1):
             self._attempts_made[node.id] = attempt
             try:
                 result, logged = await _attempt(context)
             except Exception as exc:  # a node error, a timeout, or a bug in a node type
-                error = _describe(exc, node)
+                failed = await _failed(context, exc)
+                if isinstance(exc, NodeError) and not exc.retryable:
+                    break
+                pause_s = max(node.retry.backoff_s(attempt), _least_wait_s(exc))
             else:  # no attempt more could make the run's logs smaller
                 over = self._count_logged(logged)
                 return _Attempts(result=result) if over is None else _Attempts(error=over)
             if attempt < node.retry.max_attempts:
-                await trio.sleep(node.retry.backoff_s(attempt))
-        return _Attempts(error=error)
+                await trio.sleep(pause_s)
+        if failed.debug and self._count_logged(failed.debug_bytes) is not None:
+            return attrs.evolve(failed, debug={})  # the error is logged, what it tells is not
+        return failed
 
     async def _input_refused(self, context: NodeContext) -> str | None:
         """Why the node cannot run with its input (its predecessors' outputs, which its log
@@ -245,8 +268,11 @@ def _is_live(edge: Edge, node: Node, log: ExecutionLog) -> bool:
 
 
 async def _attempt(context: NodeContext) -> tuple[NodeResult, int]:
-    """The node's result, and the bytes its log will hold of it."""
+    """The node's result, scrubbed of the secrets it sent, and the bytes its log will hold of
+    it."""
     result = await _run_in_time(context)
+    secrets = context.exchange.secrets
+    result = NodeResult(secrets.scrub(result.output), secrets.scrub(result.debug))
     logged = await context.sizes.check(result.output)
     logged += await context.sizes.check(result.debug, "what its log tells of it")
     return result, logged
@@ -260,12 +286,29 @@ async def _run_in_time(context: NodeContext) -> NodeResult:
         return await run(context)
 
 
-def _describe(exc: Exception, node: Node) -> str:
+async def _failed(context: NodeContext, exc: Exception) -> _Attempts:
+    """An attempt's error, and what it tells (when its log can hold it), scrubbed of secrets."""
+    secrets = context.exchange.secrets
+    error = secrets.scrub_text(_describe(exc, context.node, secrets))
+    told = secrets.scrub(exc.debug) if isinstance(exc, NodeError) else {}
+    try:
+        size = await context.sizes.check(told, "what its log tells of it")
+    except NodeError:
+        return _Attempts(error=error)
+    return _Attempts(error=error, debug=told, debug_bytes=size)
+
+
+def _least_wait_s(exc: Exception) -> float:
+    return exc.retry_after_s if isinstance(exc, NodeError) else 0.0
+
+
+def _describe(exc: Exception, node: Node, secrets: Secrets) -> str:
     if isinstance(exc, NodeError):
         return _shortened(str(exc))
     if isinstance(exc, trio.TooSlowError):
         return f"timed out after {node.timeout_ms} ms"
-    logger.exception("node %s (%s) raised an unexpected error", node.id, node.type)
+    trace = secrets.scrub_text("".join(traceback.format_exception(exc)))
+    logger.error("node %s (%s) raised an unexpected error\n%s", node.id, node.type, trace)
     return _shortened(f"unexpected error: {type(exc).__name__}: {exc}")
 
 
@@ -290,7 +333,7 @@ def _log(
     if attempts is None:
         status, error = NodeStatus.CANCELLED, "cancelled"
     elif attempts.result is None:
-        status, error = NodeStatus.ERROR, attempts.error
+        status, error, debug = NodeStatus.ERROR, attempts.error, attempts.debug
         output = {"error": error} if node.on_error == "continue" else None
     else:
         status, output, debug = NodeStatus.SUCCESS, attempts.result.output, attempts.result.debug

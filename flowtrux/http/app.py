@@ -13,6 +13,8 @@ from flowtrux.http.origin import SameOriginMiddleware
 from flowtrux.http.rate_limit import RateLimiter
 from flowtrux.http.routes import auth, execute, executions, service, workflows
 from flowtrux.http.services import Services
+from flowtrux.outbound.client import open_outbound
+from flowtrux.outbound.networks import AddressPolicy
 from flowtrux.runs.manager import RunSettings, open_run_manager
 from flowtrux.store.store import open_store
 
@@ -35,7 +37,10 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with (
             open_store(settings.database_url) as store,
-            open_run_manager(store, run_settings(settings)) as runs,
+            open_outbound(
+                AddressPolicy.parse(settings.http_allow_cidrs), settings.llm_base_url
+            ) as outbound,
+            open_run_manager(store, run_settings(settings), outbound) as runs,
         ):
             quota = RateLimiter.parse(settings.execute_rate)
             app.state.services = Services(settings, store, runs, quota)

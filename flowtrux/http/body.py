@@ -3,7 +3,6 @@
 from contextlib import aclosing
 from typing import Any
 
-import trio
 from starlette.requests import Request
 
 from flowtrux import strict_json
@@ -11,11 +10,6 @@ from flowtrux.engine.paths import json_type
 from flowtrux.errors import BadRequest, PayloadTooLarge
 from flowtrux.http.params import declared_length
 from flowtrux.http.services import services
-from flowtrux.limiters import run_limiter
-
-PARSE_IN_THREAD_BYTES = 64 * 1024  # larger bodies are parsed off the Trio thread
-PARSES_AT_ONCE = 1  # threads parsing at once: the C parser holds the GIL for ~40-130 ms a MiB
-_parsing: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("flowtrux_parsing")
 
 
 async def json_object(request: Request, *, required: bool = True) -> dict[str, Any]:
@@ -30,11 +24,7 @@ async def json_object(request: Request, *, required: bool = True) -> dict[str, A
             raise BadRequest("Send a JSON object as the request body.")
         return {}
     try:
-        if len(raw) > PARSE_IN_THREAD_BYTES:
-            limiter = run_limiter(_parsing, PARSES_AT_ONCE)
-            value = await trio.to_thread.run_sync(strict_json.loads, raw, limiter=limiter)
-        else:
-            value = strict_json.loads(raw)
+        value = await strict_json.parse(raw)
     except strict_json.NotStrictJson as exc:
         raise BadRequest(f"The request body {exc}.") from None
     if not isinstance(value, dict):

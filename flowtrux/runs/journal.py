@@ -27,7 +27,7 @@ import attrs
 import trio
 
 from flowtrux.backoff import pauses
-from flowtrux.engine.events import NodeCompleted, NodeEvent, NodeSkipped, NodeStarted
+from flowtrux.engine.events import NodeCompleted, NodeDelta, NodeEvent, NodeSkipped, NodeStarted
 from flowtrux.errors import StoreUnavailable
 from flowtrux.runs import payloads
 from flowtrux.runs.hub import Hub
@@ -294,6 +294,8 @@ class Recorder:
         match event:
             case NodeStarted():
                 self._event("node_start", payloads.node_start_payload(event))
+            case NodeDelta(node_id, delta):
+                self._event("node_delta", {"nodeId": node_id, "delta": delta})
             case NodeCompleted(log):
                 payload = payloads.log_payload(log)
                 self._event("node_complete", payload)

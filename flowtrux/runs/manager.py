@@ -22,6 +22,7 @@ from flowtrux.engine.scheduler import Limits, RunFailed, execute
 from flowtrux.engine.states import RUN_TRANSITIONS, RunStatus, transition
 from flowtrux.errors import ShuttingDown, StoreUnavailable, TooManyRequests
 from flowtrux.ids import new_id
+from flowtrux.outbound.client import Outbound
 from flowtrux.runs.feed import Feed
 from flowtrux.runs.hub import SUBSCRIBER_BYTES, Hub
 from flowtrux.runs.journal import Journal, Recorder
@@ -62,6 +63,7 @@ class RunManager:
     hub: Hub
     settings: RunSettings
     process_id: str
+    outbound: Outbound | None  # the HTTP clients of `http` and `agent` nodes
     _nursery: trio.Nursery
     _runs: dict[str, Run] = attrs.field(factory=dict, init=False)
     _closing: bool = attrs.field(default=False, init=False)
@@ -204,6 +206,7 @@ class RunManager:
                     recorder.emit,
                     self.settings.limits,
                     self.journal.wait_for_room,
+                    self.outbound,
                 )
                 outcome = Outcome.completed(output)
         except RunFailed as exc:
@@ -241,8 +244,11 @@ class RunManager:
 
 
 @asynccontextmanager
-async def open_run_manager(store: Store, settings: RunSettings) -> AsyncIterator[RunManager]:
-    """The app's runs: the journal's writer, the process lease, and one nursery for all runs.
+async def open_run_manager(
+    store: Store, settings: RunSettings, outbound: Outbound | None = None
+) -> AsyncIterator[RunManager]:
+    """The app's runs: the journal's writer, the process lease, and one nursery for all runs;
+    their nodes send HTTP requests with `outbound`.
 
     On exit every run is cancelled and has stored its end before the writer stops.
     """
@@ -254,7 +260,14 @@ async def open_run_manager(store: Store, settings: RunSettings) -> AsyncIterator
         try:
             async with trio.open_nursery() as runs:
                 manager = RunManager(
-                    store.executions, store.processes, journal, hub, settings, process_id, runs
+                    store.executions,
+                    store.processes,
+                    journal,
+                    hub,
+                    settings,
+                    process_id,
+                    outbound,
+                    runs,
                 )
                 journal.on_refused = manager.fail
                 await services.start(

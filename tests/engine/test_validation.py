@@ -330,7 +330,7 @@ def test_well_formed_ids_are_accepted(node_id: str) -> None:
             node("x", "teleport"),
             "nodes[1].type",
             "unknown node type 'teleport'"
-            " (known: trigger, transform, condition, delay, response, fail)",
+            " (known: trigger, transform, condition, delay, http, agent, response, fail)",
             id="unknown-type",
         ),
         pytest.param(
