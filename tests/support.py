@@ -40,6 +40,14 @@ def response(node_id: str, output: Any, **settings: Any) -> Doc:
     return node(node_id, "response", {"output": output}, **named("Reply", node_id, settings))
 
 
+def http(node_id: str, config: Doc, **settings: Any) -> Doc:
+    return node(node_id, "http", config, **named("Call", node_id, settings))
+
+
+def agent(node_id: str, config: Doc, **settings: Any) -> Doc:
+    return node(node_id, "agent", config, **named("Ask", node_id, settings))
+
+
 def edge(source: str, target: str, branch: str | None = None) -> Doc:
     return {"source": source, "target": target} | ({"branch": branch} if branch else {})
 

@@ -20,8 +20,11 @@ from flowtrux.http.app import create_app
 from flowtrux.http.serve import hypercorn_config, serve
 from flowtrux.passwords import hash_password
 from flowtrux.store.store import Store, sqlite_path
+from tests.outside.fake_llm import llm
+from tests.outside.target import target
 
 PASSWORD = "correct horse battery staple"
+__all__ = ["llm", "target"]  # the servers outside FlowTrux, for tests of nodes that reach out
 
 
 @pytest.fixture(autouse=True)

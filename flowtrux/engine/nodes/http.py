@@ -171,7 +171,8 @@ def _is_json(content_type: str) -> bool:
 def _status_error(answer: Answer) -> str:
     response, raw = answer.response, answer.raw
     said = raw[: ERROR_BODY_CHARS * 4].decode("utf-8", errors="replace")[:ERROR_BODY_CHARS]
-    reason = f" {response.reason_phrase}" if response.reason_phrase else ""
+    phrase = response.reason_phrase or httpx.codes.get_reason_phrase(response.status_code)
+    reason = f" {phrase}" if phrase else ""
     told = f": {said}" if said.strip() else ""
     return f"the server answered {response.status_code}{reason}{told}"
 
