@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import StartServer, Server
+from tests.e2e.conftest import Server, StartServer
 from tests.outside.fake_llm import FakeLLM
 
 LOOPBACK = "127.0.0.1/32"
