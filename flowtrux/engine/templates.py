@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, Final
 
 from flowtrux.engine.errors import MissingPath
-from flowtrux.engine.paths import check_root, is_valid_path, resolve
+from flowtrux.engine.paths import check_root, is_valid_path, resolve, root_of
 from flowtrux.engine.sizes import Budget
 
 # Everything from `{{` to the first `}}`; an unclosed template runs to the end with `close` empty.
@@ -60,18 +60,19 @@ def template_paths(value: Any) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def template_problems(value: Any) -> list[str]:
-    """Sentences describing each malformed template in `value`, without repeats."""
+def template_problems(value: Any, roots: Collection[str] = ()) -> list[str]:
+    """Sentences describing each malformed template in `value`, without repeats. A path may
+    also start with one of `roots` (an agent tool's `args`)."""
     problems = (
         problem
         for text in _strings(value)
         for template in _TEMPLATE.finditer(text)
-        if (problem := _problem(template)) is not None
+        if (problem := _problem(template, roots)) is not None
     )
     return list(dict.fromkeys(problems))
 
 
-def _problem(template: re.Match[str]) -> str | None:
+def _problem(template: re.Match[str], roots: Collection[str]) -> str | None:
     path = template["content"].strip()
     if not template["close"]:
         return f"template '{template[0]}' is not closed with '}}}}'"
@@ -82,6 +83,8 @@ def _problem(template: re.Match[str]) -> str | None:
             f"template '{template[0]}' does not contain a path"
             " (paths look like trigger.data.x or node-id.output.x)"
         )
+    if root_of(path) in roots:
+        return None
     root_problem = check_root(path)
     return None if root_problem is None else f"template '{template[0]}': {root_problem}"
 

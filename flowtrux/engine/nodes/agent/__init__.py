@@ -309,7 +309,9 @@ def paths(config: Mapping[str, Any]) -> Iterable[str]:
 
 
 def problems(config: Mapping[str, Any]) -> Iterable[str]:
-    found = template_problems(config)
+    own = template_problems({key: value for key, value in config.items() if key != "tools"})
+    in_tools = template_problems([tool["http"] for tool in config.get("tools", [])], ("args",))
+    found = own + in_tools
     names = [tool["name"] for tool in config.get("tools", [])]
     repeated = sorted({name for name in names if names.count(name) > 1})
     return [*found, *(f"tools: the name '{name}' is used more than once" for name in repeated)]
