@@ -11,6 +11,7 @@ into httpcore, which closes the connection of a request it could not finish.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -25,6 +26,10 @@ from flowtrux.outbound.errors import Blocked, OutboundError, Refused
 from flowtrux.outbound.hosts import address_of
 from flowtrux.outbound.networks import AddressPolicy
 from flowtrux.outbound.secrets import Secrets, is_sensitive, redact_url
+
+# httpx logs every request's URL at INFO, query secrets and all; the node logs tell each request
+# with its URL redacted instead.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 MAX_REDIRECTS = 5
 MAX_CONNECTIONS = 256

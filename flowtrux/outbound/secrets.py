@@ -9,6 +9,7 @@ quotes the key gives nothing away.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -32,7 +33,7 @@ def is_sensitive(name: str) -> bool:
 def redact_url(url: httpx.URL) -> str:
     """`url` with its password and its sensitive query values replaced by `[redacted]`."""
     if url.password:
-        url = url.copy_with(password=REDACTED)
+        url = url.copy_with(username=url.username, password=REDACTED)
     if any(is_sensitive(name) for name in url.params):
         params = [
             (name, REDACTED if is_sensitive(name) else value)
@@ -74,15 +75,17 @@ class Secrets:
 
     def add_request(self, request: httpx.Request) -> None:
         """The secrets of a request about to be sent: its sensitive headers and query values,
-        and its URL's password."""
+        and its URL's credentials."""
         for name, value in request.headers.items():
             if is_sensitive(name):
                 self.add(value)
         for name, value in request.url.params.multi_items():
             if is_sensitive(name):
                 self.add(value)
-        if request.url.password:
+        if request.url.userinfo:  # httpx sends it as Basic credentials
+            credentials = f"{request.url.username}:{request.url.password}".encode()
             self.add(request.url.password)
+            self.add(base64.b64encode(credentials).decode())
 
     def scrub(self, value: Any) -> Any:
         """`value` (JSON) with every secret in its strings and keys replaced by `[redacted]`."""
