@@ -7,7 +7,7 @@ import re
 
 import trio
 
-from flowtrux.engine.events import NodeCompleted, NodeEvent, NodeSkipped, NodeStarted
+from flowtrux.engine.events import NodeCompleted, NodeDelta, NodeEvent, NodeSkipped, NodeStarted
 from flowtrux.engine.graph import Graph
 from flowtrux.engine.logs import ExecutionLog
 from flowtrux.engine.validation import validate_workflow
@@ -110,6 +110,8 @@ def _describe(event: NodeEvent) -> str:
     match event:
         case NodeStarted():
             return f"start {event.node_id}"
+        case NodeDelta():
+            return f"delta {event.node_id}"
         case NodeCompleted():
             return f"done {event.log.node_id} {event.log.status.value}"
         case NodeSkipped():
