@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
+import attrs
 import trio
 
 from flowtrux import demo
 from flowtrux.access import Role
-from flowtrux.config import InvalidSetting, Settings
+from flowtrux.config import ENV_PREFIX, InvalidSetting, Settings
 from flowtrux.http.app import create_app
 from flowtrux.http.serve import graceful_shutdown, hypercorn_config, serve
 from flowtrux.logs import configure_logging
@@ -95,22 +98,36 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def _demo(args: argparse.Namespace, settings: Settings) -> None:
-    if args.database is None and "FLOWTRUX_DATABASE_URL" not in os.environ:
-        settings = Settings.load({"database_url": DEMO_DATABASE}, config_file=args.config)
-    async with open_store(settings.database_url) as store:
-        workflow = await demo.seed(store)
+    """Serve the demo's customer API on loopback, seed the demo, and serve FlowTrux until a
+    signal; FlowTrux may reach loopback unless FLOWTRUX_HTTP_ALLOW_CIDRS says otherwise."""
+    if not (args.database or _env("DATABASE_URL")):
+        settings = attrs.evolve(settings, database_url=DEMO_DATABASE)
+    if not _env("HTTP_ALLOW_CIDRS"):
+        settings = attrs.evolve(settings, http_allow_cidrs=demo.DEMO_ALLOW_CIDRS)
     app = create_app(settings)
-    config = hypercorn_config(args.config, _bind(args) or "127.0.0.1:8000", settings)
-    async with graceful_shutdown(app) as shutdown_trigger, trio.open_nursery() as nursery:
-        urls = await nursery.start(
-            lambda task_status: serve(
-                app, config, shutdown_trigger=shutdown_trigger, task_status=task_status
-            )
+    async with trio.open_nursery() as customer_api:
+        api_config = hypercorn_config(None, "127.0.0.1:0", settings)
+        api_config.errorlog = logging.getLogger("flowtrux.demo.customer_api")
+        api_config.errorlog.setLevel(logging.WARNING)  # its errors, not a second "Running on"
+        [api_url] = await customer_api.start(
+            partial(serve, demo.customer_api, api_config, shutdown_trigger=trio.sleep_forever)
         )
-        print(_demo_banner(urls[0], workflow.id), flush=True)
+        async with open_store(settings.database_url) as store:
+            workflow = await demo.seed(store, api_url)
+        config = hypercorn_config(args.config, _bind(args) or "127.0.0.1:8000", settings)
+        async with graceful_shutdown(app) as shutdown_trigger, trio.open_nursery() as nursery:
+            urls = await nursery.start(
+                partial(serve, app, config, shutdown_trigger=shutdown_trigger)
+            )
+            print(_demo_banner(urls[0], workflow.id, api_url), flush=True)
+        customer_api.cancel_scope.cancel()
 
 
-def _demo_banner(url: str, workflow_id: str) -> str:
+def _env(name: str) -> bool:
+    return f"{ENV_PREFIX}{name}" in os.environ
+
+
+def _demo_banner(url: str, workflow_id: str, api_url: str) -> str:
     login = shlex.quote(f'{{"email":"{demo.DEMO_EMAIL}","password":"{demo.DEMO_PASSWORD}"}}')
     stream = f"{url}/api/workflows/{workflow_id}/execute/stream"
     return "\n".join(
@@ -119,6 +136,7 @@ def _demo_banner(url: str, workflow_id: str) -> str:
             f"FlowTrux demo is running at {url}",
             f"  login:    {demo.DEMO_EMAIL} / {demo.DEMO_PASSWORD}",
             f"  workflow: {demo.DEMO_WORKFLOW} ({workflow_id})",
+            f"  its http node calls the demo's customer API at {api_url}",
             "",
             "Stream a run (log in, then watch every node as it executes):",
             f"  curl -s -c flowtrux-demo.cookies -H 'Content-Type: application/json' -d {login}"

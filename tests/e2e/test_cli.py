@@ -103,4 +103,4 @@ async def test_the_demo_serves_and_its_curl_lines_stream_a_run(
     assert events[-1] == b"complete"
     assert events.count(b"node_start") == events.count(b"node_complete") >= 6
     last = json.loads(streamed.stdout.splitlines()[-2].removeprefix(b"data: "))
-    assert last["output"] == {"urgent": True, "handled": True}
+    assert last["output"] == {"urgent": True, "handled": True, "customer": "Ada Lovelace"}
