@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import urlsplit
 
 import attrs
@@ -286,16 +287,27 @@ async def open_outbound(policy: AddressPolicy, llm_base_url: str) -> AsyncIterat
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     async with (
         httpx.AsyncClient(
-            transport=_guarded_transport(policy), headers=headers, timeout=None, trust_env=False
+            transport=_guarded_transport(policy),
+            headers=headers,
+            cookies=_no_cookies(),
+            timeout=None,
+            trust_env=False,
         ) as guarded,
         httpx.AsyncClient(
             transport=httpx.AsyncHTTPTransport(limits=_limits(), trust_env=False),
             headers=headers,
+            cookies=_no_cookies(),
             timeout=None,
             trust_env=False,
         ) as trusted,
     ):
         yield Outbound(policy, guarded, trusted, httpx.URL(llm_base_url))
+
+
+def _no_cookies() -> CookieJar:
+    """A jar that keeps no cookie: the clients serve every workflow of every workspace, so a
+    cookie one answer sets must never go out with another's request."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 def _limits() -> httpx.Limits:
