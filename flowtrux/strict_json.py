@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
+import attrs
 import trio
 
 from flowtrux.limiters import run_limiter
@@ -23,7 +24,6 @@ _CONTAINERS: Final = (dict, list, tuple)
 _LARGEST: Final = int(sys.float_info.max)
 PARSE_IN_THREAD_BYTES: Final = 64 * 1024  # larger texts are parsed off the Trio thread
 PARSES_AT_ONCE: Final = 1  # threads parsing at once: the C parser holds the GIL ~40-130 ms a MiB
-_parsing: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("flowtrux_parsing")
 
 
 class NotStrictJson(ValueError):
@@ -51,13 +51,33 @@ def loads(text: str | bytes) -> Any:
     return value
 
 
-async def parse(raw: bytes) -> Any:
-    """`loads` for a text that may be large: past `PARSE_IN_THREAD_BYTES`, in a worker thread,
-    one at a time. Raises NotStrictJson."""
-    if len(raw) <= PARSE_IN_THREAD_BYTES:
-        return loads(raw)
-    limiter = run_limiter(_parsing, PARSES_AT_ONCE)
-    return await trio.to_thread.run_sync(loads, raw, limiter=limiter)
+@attrs.frozen
+class Parsing:
+    """Where texts that may be large are parsed (`loads`): past `PARSE_IN_THREAD_BYTES`, in a
+    worker thread, one at a time. Request bodies and remote answers queue apart, so that one
+    does not wait behind the other; an answer's parse is left to finish alone when its node is
+    cancelled."""
+
+    name: str
+    abandon_on_cancel: bool = False
+    _limiter: trio.lowlevel.RunVar[trio.CapacityLimiter] = attrs.field(init=False)
+
+    @_limiter.default
+    def _new_limiter(self) -> trio.lowlevel.RunVar[trio.CapacityLimiter]:
+        return trio.lowlevel.RunVar(f"flowtrux_parsing_{self.name}")
+
+    async def parse(self, raw: bytes) -> Any:
+        """Raises NotStrictJson."""
+        if len(raw) <= PARSE_IN_THREAD_BYTES:
+            return loads(raw)
+        limiter = run_limiter(self._limiter, PARSES_AT_ONCE)
+        return await trio.to_thread.run_sync(
+            loads, raw, limiter=limiter, abandon_on_cancel=self.abandon_on_cancel
+        )
+
+
+REQUEST_BODIES: Final = Parsing("request_bodies")
+ANSWERS: Final = Parsing("answers", abandon_on_cancel=True)
 
 
 def dumps(value: Any) -> str:

@@ -24,10 +24,12 @@ class NodeStarted:
 
 @attrs.frozen
 class NodeDelta:
-    """A piece of a running node's output as it is produced (an agent's streamed tokens)."""
+    """A piece of a running node's output as it is produced (an agent's streamed tokens), in
+    its attempt (a retry starts its output again)."""
 
     node_id: str
     delta: str
+    attempt: int
 
 
 @attrs.frozen

@@ -18,8 +18,9 @@ from typing import Any
 import attrs
 import trio
 
+from flowtrux.engine.deltas import Deltas
 from flowtrux.engine.errors import NodeError
-from flowtrux.engine.events import NodeCompleted, NodeDelta, NodeEvent, NodeSkipped, NodeStarted
+from flowtrux.engine.events import NodeCompleted, NodeEvent, NodeSkipped, NodeStarted
 from flowtrux.engine.graph import Edge, Graph, Node
 from flowtrux.engine.logs import ExecutionLog
 from flowtrux.engine.nodes import NODE_TYPES, NodeContext, NodeResult
@@ -151,12 +152,9 @@ class _Run:
     async def _execute(self, node: Node) -> ExecutionLog:
         inputs = self._inputs.pop(node.id)
         exchange = Exchange()
-
-        def emit_delta(delta: str) -> None:
-            self.emit(NodeDelta(node.id, exchange.secrets.scrub_text(delta)))
-
+        deltas = Deltas(node.id, exchange.secrets, self.emit)
         context = NodeContext(
-            node, inputs, self._scope, self._sizes, self.outbound, emit_delta, exchange
+            node, inputs, self._scope, self._sizes, self.outbound, deltas.send, exchange
         )
         self._set_status(node, NodeStatus.RUNNING)
         self.emit(NodeStarted.of(node))
@@ -164,7 +162,9 @@ class _Run:
         attempts, refused = None, None
         try:
             refused = await self._input_refused(context)
-            attempts = _Attempts(error=refused) if refused else await self._attempts(context)
+            attempts = (
+                _Attempts(error=refused) if refused else await self._attempts(context, deltas)
+            )
         finally:
             # No `attempts` means we are being cancelled: the log says so, and Cancelled goes on.
             elapsed = trio.current_time() - started
@@ -175,20 +175,22 @@ class _Run:
             self.emit(NodeCompleted(log))
         return log
 
-    async def _attempts(self, context: NodeContext) -> _Attempts:
+    async def _attempts(self, context: NodeContext, deltas: Deltas) -> _Attempts:
         """Attempt the node as its `retry` says: after an error that another attempt could
         mend, waiting its backoff (or longer, should the error ask for it)."""
         node, failed = context.node, _Attempts(error="")
         for attempt in range(1, node.retry.max_attempts + 1):
-            self._attempts_made[node.id] = attempt
+            self._attempts_made[node.id] = deltas.attempt = attempt
             try:
                 result, logged = await _attempt(context)
             except Exception as exc:  # a node error, a timeout, or a bug in a node type
+                deltas.flush()
                 failed = await _failed(context, exc)
                 if isinstance(exc, NodeError) and not exc.retryable:
                     break
                 pause_s = max(node.retry.backoff_s(attempt), _least_wait_s(exc))
             else:  # no attempt more could make the run's logs smaller
+                deltas.flush()
                 over = self._count_logged(logged)
                 return _Attempts(result=result) if over is None else _Attempts(error=over)
             if attempt < node.retry.max_attempts:
@@ -273,7 +275,10 @@ async def _attempt(context: NodeContext) -> tuple[NodeResult, int]:
     result = await _run_in_time(context)
     secrets = context.exchange.secrets
     result = NodeResult(secrets.scrub(result.output), secrets.scrub(result.debug))
-    logged = await context.sizes.check(result.output)
+    try:
+        logged = await context.sizes.check(result.output)
+    except NodeError as exc:  # the log still tells what the node did (its requests)
+        raise NodeError(str(exc), retryable=exc.retryable, debug=result.debug) from None
     logged += await context.sizes.check(result.debug, "what its log tells of it")
     return result, logged
 

@@ -34,12 +34,16 @@ class OutputTooLarge(NodeError):
     def __init__(self, limit: int, what: str = "the output") -> None:
         super().__init__(
             f"{what} is larger than {limit:,} bytes of JSON, the limit set by"
-            " FLOWTRUX_MAX_OUTPUT_BYTES"
+            " FLOWTRUX_MAX_OUTPUT_BYTES",
+            retryable=False,
         )
 
 
 class OutputNotStorable(NodeError):
     """A value JSON cannot carry, or one nested too deep for every reader."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
 
 
 class _Deferred(Exception):

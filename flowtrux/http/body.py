@@ -24,7 +24,7 @@ async def json_object(request: Request, *, required: bool = True) -> dict[str, A
             raise BadRequest("Send a JSON object as the request body.")
         return {}
     try:
-        value = await strict_json.parse(raw)
+        value = await strict_json.REQUEST_BODIES.parse(raw)
     except strict_json.NotStrictJson as exc:
         raise BadRequest(f"The request body {exc}.") from None
     if not isinstance(value, dict):

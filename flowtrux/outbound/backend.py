@@ -18,7 +18,7 @@ import attrs
 import httpcore
 import trio
 
-from flowtrux.outbound.errors import Blocked, OutboundError
+from flowtrux.outbound.errors import Blocked, OutboundError, Refused
 from flowtrux.outbound.hosts import address_of
 from flowtrux.outbound.networks import AddressPolicy, IPAddress
 
@@ -74,6 +74,8 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
         found = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise OutboundError(f"could not resolve the host name {host}: {exc}") from None
+    except UnicodeError as exc:  # a name no IDNA label can spell
+        raise Refused(f"the host name {host} is not valid: {exc}") from None
     addresses: list[IPAddress] = []
     for *_, sockaddr in found:
         address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])

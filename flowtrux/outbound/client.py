@@ -72,13 +72,21 @@ class Exchange:
         return [request.to_json() for request in self.requests]
 
 
+@attrs.frozen
+class ReadLimit:
+    """The most of a response's body that is read, and the setting that says so."""
+
+    bytes: int
+    name: str  # e.g. "maxResponseBytes"
+
+
 @attrs.define(eq=False)
 class Download:
     """A response whose headers have arrived. However its body is read (whole, as text, as
-    server-sent events), reading stops with Refused once it is over `max_bytes`."""
+    server-sent events), reading stops with Refused once it is over its limit."""
 
     response: httpx.Response
-    max_bytes: int
+    limit: ReadLimit
     received: int = 0
 
     def __attrs_post_init__(self) -> None:
@@ -89,9 +97,9 @@ class Download:
     def take(self, chunk: bytes) -> bytes:
         """Count `chunk` in; raises Refused once the body is over its limit."""
         self.received += len(chunk)
-        if self.received > self.max_bytes:
+        if self.received > self.limit.bytes:
             raise Refused(
-                f"the response is larger than {self.max_bytes:,} bytes (maxResponseBytes):"
+                f"the response is larger than {self.limit.bytes:,} bytes ({self.limit.name}):"
                 f" cut off after {self.received:,}"
             )
         return chunk
@@ -133,7 +141,7 @@ class Outbound:
         self,
         request: httpx.Request,
         exchange: Exchange,
-        max_bytes: int,
+        limit: ReadLimit,
         *,
         trusted: bool = False,
     ) -> AsyncIterator[Download]:
@@ -148,12 +156,16 @@ class Outbound:
                 self.check(request.url)
             exchange.secrets.add_request(request)
             started = trio.current_time()
-            response = await _send(client, request)
-            download = Download(response, max_bytes)
+            try:
+                response = await _send(client, request)
+            except BaseException:  # refused, failed, timed out or cancelled before an answer
+                record(exchange, request, None, started, 0)
+                raise
+            download = Download(response, limit)
             try:
                 after = None if trusted else response.next_request
                 if after is None:
-                    _check_headers(response, max_bytes)
+                    _check_headers(response, limit)
                     yield download
                     return
             except httpx.HTTPError as exc:  # reading the body
@@ -165,10 +177,10 @@ class Outbound:
         raise Refused(f"more than {MAX_REDIRECTS} redirects")
 
     async def fetch(
-        self, request: httpx.Request, exchange: Exchange, max_bytes: int, *, trusted: bool = False
+        self, request: httpx.Request, exchange: Exchange, limit: ReadLimit, *, trusted: bool = False
     ) -> tuple[httpx.Response, bytes]:
-        """The response to `request` and its whole body (at most `max_bytes`)."""
-        async with self.open(request, exchange, max_bytes, trusted=trusted) as download:
+        """The response to `request` and its whole body (within `limit`)."""
+        async with self.open(request, exchange, limit, trusted=trusted) as download:
             return download.response, await download.read()
 
     def build(
@@ -191,6 +203,12 @@ class Outbound:
             request = client.build_request(method, url, headers=headers, content=content)
         except (UnicodeEncodeError, ValueError, TypeError) as exc:
             raise Refused(f"the request cannot be sent: {exc}") from None
+        for name, value in request.headers.items():
+            if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
+                raise Refused(
+                    f"the header {name!r} holds a control character (a line break, NUL, …),"
+                    " which a header cannot carry"
+                )
         request.headers["Accept-Encoding"] = "identity"
         return request
 
@@ -209,8 +227,10 @@ class Outbound:
         """`text` as a URL. Raises Blocked for a host spelling a refused address that httpx
         would not even parse (such as `0177.0.0.1`), Refused for any other bad URL."""
         try:
-            return httpx.URL(text)
-        except httpx.InvalidURL as exc:
+            url = httpx.URL(text)
+            _ = url.host  # decoded only when read: an IDNA name that does not decode raises
+            return url
+        except (httpx.InvalidURL, UnicodeError) as exc:
             host = _host_as_written(text)
             address = None if host is None else address_of(host)
             if host and address is not None and (why := self.policy.refusal(address)):
@@ -253,20 +273,22 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port
 
 
-def _check_headers(response: httpx.Response, max_bytes: int) -> None:
-    """Refuse a body that is compressed, or announced larger than `max_bytes`, before reading
-    it."""
+def _check_headers(response: httpx.Response, limit: ReadLimit) -> None:
+    """Refuse a body that is compressed, or announced larger than `limit`, before reading it.
+    (The answer to a HEAD, a 204 or a 304 announces a body it does not have.)"""
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise Refused(
             f"the server sent a compressed answer (Content-Encoding: {encoding}) though none"
             " was asked for; its size cannot be known before unpacking it"
         )
+    if response.request.method == "HEAD" or response.status_code in (204, 304):
+        return
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit.bytes:
         raise Refused(
-            f"the response announces {int(declared):,} bytes, over the limit of {max_bytes:,}"
-            " (maxResponseBytes)"
+            f"the response announces {int(declared):,} bytes, over the limit of"
+            f" {limit.bytes:,} ({limit.name})"
         )
 
 

@@ -31,9 +31,10 @@ def is_sensitive(name: str) -> bool:
 
 
 def redact_url(url: httpx.URL) -> str:
-    """`url` with its password and its sensitive query values replaced by `[redacted]`."""
-    if url.password:
-        url = url.copy_with(username=url.username, password=REDACTED)
+    """`url` with its credentials (user name too: some APIs take the key there) and its
+    sensitive query values replaced by `[redacted]`."""
+    if url.userinfo:
+        url = url.copy_with(username=REDACTED, password=REDACTED if url.password else None)
     if any(is_sensitive(name) for name in url.params):
         params = [
             (name, REDACTED if is_sensitive(name) else value)
@@ -84,6 +85,7 @@ class Secrets:
                 self.add(value)
         if request.url.userinfo:  # httpx sends it as Basic credentials
             credentials = f"{request.url.username}:{request.url.password}".encode()
+            self.add(request.url.username)
             self.add(request.url.password)
             self.add(base64.b64encode(credentials).decode())
 
@@ -97,6 +99,22 @@ class Secrets:
         if self._pattern is None:
             return text
         return self._pattern.sub(REDACTED, text)
+
+    def scrub_stream(self, text: str) -> tuple[str, str]:
+        """A piece of a stream (with what was held back of the piece before), scrubbed, less
+        its end when that end could be the start of a secret: that end is returned apart, to go
+        before the next piece, so that a secret split across pieces is scrubbed whole."""
+        scrubbed = self.scrub_text(text)
+        held = max((_opening_at_end(scrubbed, secret) for secret in self._values), default=0)
+        return scrubbed[: len(scrubbed) - held], scrubbed[len(scrubbed) - held :]
+
+
+def _opening_at_end(text: str, secret: str) -> int:
+    """The length of the longest start of `secret` (not all of it) that `text` ends with."""
+    for length in range(min(len(secret) - 1, len(text)), 0, -1):
+        if text.endswith(secret[:length]):
+            return length
+    return 0
 
 
 def _scrubbed(value: Any, pattern: re.Pattern[str]) -> Any:

@@ -294,8 +294,8 @@ class Recorder:
         match event:
             case NodeStarted():
                 self._event("node_start", payloads.node_start_payload(event))
-            case NodeDelta(node_id, delta):
-                self._event("node_delta", {"nodeId": node_id, "delta": delta})
+            case NodeDelta(node_id, delta, attempt):
+                self._event("node_delta", {"nodeId": node_id, "delta": delta, "attempt": attempt})
             case NodeCompleted(log):
                 payload = payloads.log_payload(log)
                 self._event("node_complete", payload)

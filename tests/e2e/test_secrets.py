@@ -100,7 +100,7 @@ async def test_no_secret_reaches_the_stream_the_history_or_the_log(
     assert "api_key=%5Bredacted%5D" in request["url"]
     basic = log_of(run, "basic")
     assert basic["output"]["body"]["headers"]["authorization"] == "Basic [redacted]"
-    assert basic["externalRequests"][0]["url"].startswith("http://robot:%5Bredacted%5D@")
+    assert basic["externalRequests"][0]["url"].startswith("http://%5Bredacted%5D:%5Bredacted%5D@")
     assert log_of(run, "ask")["error"].startswith(
         "the provider refused the API key (401): Incorrect API key provided: [redacted]"
     )

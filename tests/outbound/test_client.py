@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from flowtrux.outbound.client import Exchange, Outbound, open_outbound
+from flowtrux.outbound.client import Exchange, Outbound, ReadLimit, open_outbound
 from flowtrux.outbound.networks import AddressPolicy
 from tests.outside.target import Target
 
+LIMIT = ReadLimit(1 << 20, "the test's limit")
 CREDENTIALS = {"Authorization": "Bearer b-123456", "X-Api-Key": "k-123456", "Cookie": "s=c-123456"}
 
 
@@ -21,7 +22,7 @@ async def outbound() -> AsyncIterator[Outbound]:
 
 async def echoed_headers(outbound: Outbound, url: httpx.URL, **headers: str) -> dict[str, str]:
     response, body = await outbound.fetch(
-        outbound.build("GET", url, headers=headers), Exchange(), 1 << 20
+        outbound.build("GET", url, headers=headers), Exchange(), LIMIT
     )
     assert response.status_code == 200
     found: dict[str, str] = httpx.Response(200, content=body).json()["headers"]
@@ -32,7 +33,7 @@ async def test_a_cookie_one_answer_sets_goes_out_with_no_later_request(
     outbound: Outbound, target: Target
 ) -> None:
     await outbound.fetch(
-        outbound.build("GET", httpx.URL(f"{target.url}/set-cookie")), Exchange(), 1 << 20
+        outbound.build("GET", httpx.URL(f"{target.url}/set-cookie")), Exchange(), LIMIT
     )
     assert "cookie" not in await echoed_headers(outbound, httpx.URL(f"{target.url}/json"))
 

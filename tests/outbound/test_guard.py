@@ -11,13 +11,14 @@ import httpx
 import pytest
 import trio
 
-from flowtrux.outbound.client import Exchange, Outbound, open_outbound
+from flowtrux.outbound.client import Exchange, Outbound, ReadLimit, open_outbound
 from flowtrux.outbound.errors import Blocked, Refused
 from flowtrux.outbound.networks import AddressPolicy
 from tests.outbound.listener import Listener, listening
 from tests.outside.target import Target
 
 LLM = "http://127.0.0.1:9/v1"
+LIMIT = ReadLimit(1 << 20, "the test's limit")
 P = "{port}"  # the listener's port, filled in by each test
 
 BLOCKED = [
@@ -92,7 +93,7 @@ async def guarded() -> AsyncIterator[Outbound]:
 
 async def get(outbound: Outbound, url: str) -> httpx.Response:
     request = outbound.build("GET", outbound.url(url))
-    response, _ = await outbound.fetch(request, Exchange(), 1024)
+    response, _ = await outbound.fetch(request, Exchange(), LIMIT)
     return response
 
 
@@ -169,6 +170,6 @@ async def test_every_redirect_is_checked_again(
         exchange = Exchange()
         request = opened.build("GET", httpx.URL(f"{target.url}/redirect", params={"to": to}))
         with pytest.raises((Blocked, Refused)):
-            await opened.fetch(request, exchange, 1024)
+            await opened.fetch(request, exchange, LIMIT)
     assert listener.connections == 0
     assert [hop.status for hop in exchange.requests] == [302]

@@ -18,7 +18,7 @@ from flowtrux.engine.errors import NodeError
 from flowtrux.engine.limits import MAX_MS
 from flowtrux.engine.nodes.base import NodeContext, NodeResult, NodeType
 from flowtrux.engine.paths import json_type
-from flowtrux.outbound.client import Exchange, Outbound
+from flowtrux.outbound.client import Exchange, Outbound, ReadLimit
 from flowtrux.outbound.errors import OutboundError
 from flowtrux.outbound.secrets import redact_headers
 
@@ -76,9 +76,8 @@ async def send(ctx: NodeContext, spec: Mapping[str, Any], render: Render) -> Ans
     try:
         request = _request(outbound, spec, render)
         timeout_ms = int(spec.get("timeoutMs", DEFAULT_TIMEOUT_MS))
-        max_bytes = int(spec.get("maxResponseBytes", DEFAULT_MAX_RESPONSE_BYTES))
         with trio.move_on_after(timeout_ms / 1000) as timer:
-            response, raw = await outbound.fetch(request, ctx.exchange, max_bytes)
+            response, raw = await outbound.fetch(request, ctx.exchange, _read_limit(ctx, spec))
         if timer.cancelled_caught:
             raise OutboundError(f"no complete answer within {timeout_ms} ms (timeoutMs)")
     except OutboundError as exc:
@@ -90,6 +89,19 @@ async def send(ctx: NodeContext, spec: Mapping[str, Any], render: Render) -> Ans
         "body": await _body(response, raw),
     }
     return Answer(response, raw, output)
+
+
+def _read_limit(ctx: NodeContext, spec: Mapping[str, Any]) -> ReadLimit:
+    """`maxResponseBytes`, or less: past what a node's output may hold the node fails anyway,
+    so that much is never read (nor held, nor parsed)."""
+    asked = int(spec.get("maxResponseBytes", DEFAULT_MAX_RESPONSE_BYTES))
+    if asked <= ctx.sizes.limit:
+        return ReadLimit(asked, "maxResponseBytes")
+    return output_limit(ctx)
+
+
+def output_limit(ctx: NodeContext) -> ReadLimit:
+    return ReadLimit(ctx.sizes.limit, "FLOWTRUX_MAX_OUTPUT_BYTES, the most a node's output holds")
 
 
 def debug_fields(exchange: Exchange) -> dict[str, Any]:
@@ -157,10 +169,21 @@ async def _body(response: httpx.Response, raw: bytes) -> Any:
         return None
     if _is_json(response.headers.get("content-type", "")):
         try:
-            return await strict_json.parse(raw)
+            return await strict_json.ANSWERS.parse(raw)
         except strict_json.NotStrictJson as exc:
             raise NodeError(f"the response says it is JSON, but its body {exc}") from None
-    return raw.decode(response.encoding or "utf-8", errors="replace")
+    return _text_of(raw, response.charset_encoding)
+
+
+def _text_of(raw: bytes, charset: str | None) -> str:
+    """`raw` as text in its charset (UTF-8 when it names none, or none Python decodes text
+    with), what does not decode replaced, and so is any lone surrogate a charset such as UTF-7
+    can spell: the text must be storable."""
+    try:
+        text = raw.decode(charset or "utf-8", errors="replace")
+    except (LookupError, ValueError, TypeError):  # unknown, or not a text encoding (rot13)
+        text = raw.decode("utf-8", errors="replace")
+    return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 def _is_json(content_type: str) -> bool:

@@ -17,30 +17,30 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from contextlib import aclosing
 from typing import Any
 
 import attrs
 import httpx
 import trio
-from httpx_sse import EventSource, SSEError
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder  # its parser, without its reading
 
 from flowtrux import strict_json
 from flowtrux.engine.errors import MissingPath, NodeError
 from flowtrux.engine.nodes.agent.chat import Assembly, Reply, ToolCall, completion, provider_error
 from flowtrux.engine.nodes.base import NodeContext, NodeResult, NodeType
 from flowtrux.engine.nodes.http import CONFIG_SCHEMA as HTTP_SCHEMA
-from flowtrux.engine.nodes.http import send
+from flowtrux.engine.nodes.http import output_limit, send
 from flowtrux.engine.paths import root_of
 from flowtrux.engine.templates import template_paths, template_problems
-from flowtrux.outbound.client import Download
+from flowtrux.outbound.client import Download, ReadLimit
 from flowtrux.outbound.errors import OutboundError
 
 DEFAULT_MAX_ITERATIONS = 5
 MAX_ITERATIONS = 50
-MAX_REPLY_BYTES = 10 * 1024 * 1024  # of one answer of the provider, streamed or not
 ROUND_TIMEOUT_S = 300.0  # for one answer of the provider
 TOOL_NAME = "^[A-Za-z0-9_-]{1,64}$"
+JSON_HINT = "Answer with a JSON object."
+STREAM_FRAMING = 64  # how much larger than the answer its stream may be
 KEY_VARIABLE = "^[A-Z][A-Z0-9_]*_API_KEY$"  # apiKeyEnv names no other variable of the server
 
 CONFIG_SCHEMA = {
@@ -87,12 +87,27 @@ class _Provider:
 
 @attrs.define
 class _Conversation:
-    """The rounds so far, as the node's log tells them."""
+    """The rounds so far, as the node's log tells them. It goes to the model whole each round
+    and the log must hold it, so it may grow no larger than a node's output
+    (FLOWTRUX_MAX_OUTPUT_BYTES)."""
 
     model: str
-    messages: list[dict[str, Any]]
+    limit: int
+    messages: list[dict[str, Any]] = attrs.field(factory=list)
     usage: Counter[str] = attrs.field(factory=Counter)
     tool_calls: list[dict[str, Any]] = attrs.field(factory=list)
+    size: int = 0  # of the messages, as JSON
+
+    def add(self, message: dict[str, Any]) -> None:
+        """Raises NodeError when the conversation would grow past its limit."""
+        self.size += len(strict_json.utf8(strict_json.dumps(message))) + 1
+        if self.size > self.limit:
+            raise NodeError(
+                f"the conversation with the model is larger than {self.limit:,} bytes of JSON,"
+                " the limit of a node's output (FLOWTRUX_MAX_OUTPUT_BYTES)",
+                retryable=False,
+            )
+        self.messages.append(message)
 
     def debug(self) -> dict[str, Any]:
         request = {"model": self.model, "messages": self.messages, "usage": dict(self.usage)}
@@ -102,23 +117,29 @@ class _Conversation:
 async def run(ctx: NodeContext) -> NodeResult:
     config = ctx.config
     provider = _provider(ctx)
-    conversation = _Conversation(_text(ctx, "model"), _opening(ctx))
+    conversation = _Conversation(_text(ctx, "model"), ctx.sizes.limit)
     tools = {tool["name"]: tool for tool in config.get("tools", [])}
     rounds = int(config.get("maxIterations", DEFAULT_MAX_ITERATIONS))
     try:
-        for _ in range(rounds):
+        for message in _opening(ctx):
+            conversation.add(message)
+        round_number = 0
+        while True:
+            round_number += 1
             reply = await _ask(ctx, provider, _payload(ctx, conversation))
             conversation.usage.update(reply.usage)
-            conversation.messages.append(reply.to_message())
+            conversation.add(reply.to_message())
+            reply.check_finished()
             if not reply.tool_calls:
                 return NodeResult(_answer(ctx, reply), conversation.debug())
+            if round_number == rounds:  # its results could not go back: none is sent
+                raise NodeError(
+                    f"the model still called tools in round {rounds}, the last (maxIterations)"
+                )
             for call in reply.tool_calls:
                 result = await _call_tool(ctx, tools, call, conversation)
                 content = strict_json.dumps(result)
-                conversation.messages.append(
-                    {"role": "tool", "tool_call_id": call.id, "content": content}
-                )
-        raise NodeError(f"the model still called tools after {rounds} rounds (maxIterations)")
+                conversation.add({"role": "tool", "tool_call_id": call.id, "content": content})
     except NodeError as exc:  # the log tells the rounds so far
         raise NodeError(
             str(exc),
@@ -168,8 +189,15 @@ def _text(ctx: NodeContext, field: str) -> str:
 
 
 def _opening(ctx: NodeContext) -> list[dict[str, Any]]:
-    system = [{"role": "system", "content": _text(ctx, "system")}] if "system" in ctx.config else []
-    return [*system, {"role": "user", "content": _text(ctx, "prompt")}]
+    """The system message (if any) and the prompt. For a JSON answer, the words say so too:
+    OpenAI refuses JSON mode when no message mentions JSON."""
+    system = _text(ctx, "system") if "system" in ctx.config else ""
+    prompt = _text(ctx, "prompt")
+    wants_json = ctx.config.get("responseFormat") == "json"
+    if wants_json and "json" not in f"{system} {prompt}".lower():
+        system = f"{system}\n\n{JSON_HINT}".strip()
+    opening = [{"role": "system", "content": system}] if system else []
+    return [*opening, {"role": "user", "content": prompt}]
 
 
 def _payload(ctx: NodeContext, conversation: _Conversation) -> dict[str, Any]:
@@ -208,8 +236,9 @@ async def _ask(ctx: NodeContext, provider: _Provider, payload: dict[str, Any]) -
             trusted=provider.trusted,
         )
         with trio.move_on_after(ROUND_TIMEOUT_S):
+            limit = _stream_limit(ctx) if payload.get("stream") else output_limit(ctx)
             async with outbound.open(
-                request, ctx.exchange, MAX_REPLY_BYTES, trusted=provider.trusted
+                request, ctx.exchange, limit, trusted=provider.trusted
             ) as download:
                 return await _reply(ctx, download, streamed=bool(payload.get("stream")))
         raise OutboundError(f"the provider gave no complete answer within {ROUND_TIMEOUT_S:g} s")
@@ -225,20 +254,52 @@ async def _reply(ctx: NodeContext, download: Download, *, streamed: bool) -> Rep
         )
     if not streamed:
         try:
-            return completion(await strict_json.parse(await download.read()))
+            return completion(await strict_json.ANSWERS.parse(await download.read()))
         except strict_json.NotStrictJson as exc:
             raise NodeError(f"the provider's answer {exc}", retryable=False) from None
-    assembly = Assembly()
-    try:
-        async with aclosing(EventSource(response).aiter_sse()) as events:
-            async for event in events:
-                if event.data == "[DONE]":
-                    break
-                if delta := assembly.add(_chunk(event.data)):
-                    ctx.emit_delta(delta)
-    except SSEError as exc:
-        raise NodeError(f"the provider did not stream its answer: {exc}", retryable=False) from None
+    media_type = response.headers.get("content-type", "").partition(";")[0].strip()
+    if media_type != "text/event-stream":
+        raise NodeError(
+            f"the provider did not stream its answer (Content-Type: {media_type or 'none'})",
+            retryable=False,
+        )
+    return await _streamed(ctx, response)
+
+
+async def _streamed(ctx: NodeContext, response: httpx.Response) -> Reply:
+    """The answer's chunks as they come. What one read from the network brings goes out as one
+    delta: at once, and never more deltas than reads, however small the provider's chunks."""
+    assembly, lines, events = Assembly(ctx.sizes.limit), SSELineDecoder(), SSEDecoder()
+    async for text in response.aiter_text():  # closed with the response
+        done, delta = _read_events(assembly, lines, events, text)
+        if delta:
+            ctx.emit_delta(delta)
+        if done:
+            break
     return assembly.reply()
+
+
+def _read_events(
+    assembly: Assembly, lines: SSELineDecoder, events: SSEDecoder, text: str
+) -> tuple[bool, str]:
+    """Take the events `text` completes into `assembly`: whether the stream said `[DONE]`, and
+    the content they add."""
+    pieces: list[str] = []
+    for line in lines.decode(text):
+        event = events.decode(line)
+        if event is None or not event.data:
+            continue
+        if event.data == "[DONE]":
+            return True, "".join(pieces)
+        pieces.append(assembly.add(_chunk(event.data)))
+    return False, "".join(pieces)
+
+
+def _stream_limit(ctx: NodeContext) -> ReadLimit:
+    """A stream frames each few characters of the answer in a chunk of some 200 bytes: it may
+    be that much larger than the answer (which `Assembly` holds to a node's output)."""
+    name = f"{STREAM_FRAMING} times FLOWTRUX_MAX_OUTPUT_BYTES, for a streamed answer's framing"
+    return ReadLimit(STREAM_FRAMING * ctx.sizes.limit, name)
 
 
 def _chunk(data: str) -> Any:

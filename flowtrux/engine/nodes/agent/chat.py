@@ -40,6 +40,20 @@ class Reply:
     tool_calls: tuple[ToolCall, ...]
     usage: Mapping[str, int]
     refusal: str | None = None
+    finish_reason: str | None = None
+
+    def check_finished(self) -> None:
+        """Raises NodeError when the answer stopped short of its end."""
+        if self.finish_reason == "length":
+            raise NodeError(
+                "the model's answer was cut off at its token limit (finish_reason: length)",
+                retryable=False,
+            )
+        if self.finish_reason == "content_filter":
+            raise NodeError(
+                "the provider's content filter stopped the answer (finish_reason: content_filter)",
+                retryable=False,
+            )
 
     def to_message(self) -> dict[str, Any]:
         """The message that goes back to the model in the next round."""
@@ -55,7 +69,8 @@ def malformed(what: str) -> NodeError:
 
 def completion(body: Any) -> Reply:
     """The reply in a `chat.completion` object. Raises NodeError when it is not one."""
-    message = _field(_first_choice(body), "message", dict)
+    choice = _first_choice(body)
+    message = _field(choice, "message", dict)
     calls = _field(message, "tool_calls", list, optional=True) or []
     if len(calls) > MAX_TOOL_CALLS:
         raise malformed(f"{len(calls)} tool calls in one answer, more than {MAX_TOOL_CALLS}")
@@ -64,18 +79,22 @@ def completion(body: Any) -> Reply:
         tuple(_tool_call(call) for call in calls),
         usage_of(body),
         _field(message, "refusal", str, optional=True),
+        _field(choice, "finish_reason", str, optional=True),
     )
 
 
 @attrs.define
 class Assembly:
-    """A streamed answer, chunk by chunk (`chat.completion.chunk` objects)."""
+    """A streamed answer, chunk by chunk (`chat.completion.chunk` objects), its text (content,
+    arguments, refusal) at most `limit` characters in all."""
 
+    limit: int
+    _size: int = 0
     _content: list[str] = attrs.field(factory=list)
     _calls: dict[int, dict[str, str]] = attrs.field(factory=dict)  # by index: id, name, args
     _refusal: list[str] = attrs.field(factory=list)
     _usage: Mapping[str, int] = attrs.field(factory=dict)
-    finished: bool = False  # a chunk gave a finish_reason
+    _finish_reason: str | None = None
 
     def add(self, chunk: Any) -> str:
         """Take one chunk in; return the content it adds ('' for none)."""
@@ -91,15 +110,26 @@ class Assembly:
         choice = choices[0]
         if not isinstance(choice, dict):
             raise malformed("a streamed choice is not an object")
-        self.finished = self.finished or choice.get("finish_reason") is not None
+        if reason := _field(choice, "finish_reason", str, optional=True):
+            self._finish_reason = reason
         delta = _field(choice, "delta", dict, optional=True) or {}
         for piece in _field(delta, "tool_calls", list, optional=True) or []:
             self._add_call_piece(piece)
         if refusal := _field(delta, "refusal", str, optional=True):
-            self._refusal.append(refusal)
-        content = _field(delta, "content", str, optional=True) or ""
-        self._content.append(content)
-        return content
+            self._refusal.append(self._counted(refusal))
+        if content := _field(delta, "content", str, optional=True):
+            self._content.append(self._counted(content))
+        return content or ""
+
+    def _counted(self, text: str) -> str:
+        self._size += len(text)
+        if self._size > self.limit:
+            raise NodeError(
+                f"the model's answer is longer than {self.limit:,} characters, the most a"
+                " node's output holds (FLOWTRUX_MAX_OUTPUT_BYTES)",
+                retryable=False,
+            )
+        return text
 
     def _add_call_piece(self, piece: Any) -> None:
         """Tool calls come in pieces keyed by `index`: the first names the call and the
@@ -113,19 +143,20 @@ class Assembly:
                 raise malformed(f"more than {MAX_TOOL_CALLS} tool calls in one answer")
             call = self._calls[piece["index"]] = {"id": "", "name": "", "arguments": ""}
         function = _field(piece, "function", dict, optional=True) or {}
-        call["id"] += _field(piece, "id", str, optional=True) or ""
-        call["name"] += _field(function, "name", str, optional=True) or ""
-        call["arguments"] += _field(function, "arguments", str, optional=True) or ""
+        call["id"] += self._counted(_field(piece, "id", str, optional=True) or "")
+        call["name"] += self._counted(_field(function, "name", str, optional=True) or "")
+        call["arguments"] += self._counted(_field(function, "arguments", str, optional=True) or "")
 
     def reply(self) -> Reply:
-        if not self.finished:
+        if self._finish_reason is None:
             raise NodeError("the provider's stream ended before its answer was complete")
         calls = tuple(
             ToolCall(call["id"], call["name"], call["arguments"])
             for _, call in sorted(self._calls.items())
         )
-        content = "".join(self._content) if self._content or not calls else None
-        return Reply(content, calls, self._usage, "".join(self._refusal) or None)
+        refusal = "".join(self._refusal) or None
+        content = "".join(self._content) if self._content or not (calls or refusal) else None
+        return Reply(content, calls, self._usage, refusal, self._finish_reason)
 
 
 def usage_of(body: Any) -> dict[str, int]:
@@ -170,7 +201,7 @@ def _said(body: Any) -> str:
 def _seconds(retry_after: str | None) -> float:
     """`Retry-After` in seconds (a number of seconds or an HTTP date), at most an hour."""
     text = (retry_after or "").strip()
-    if text.isdigit() and len(text) <= 6:
+    if text.isascii() and text.isdigit() and len(text) <= 6:
         return min(float(text), MAX_RETRY_AFTER_S)
     try:
         wait_s = (parsedate_to_datetime(text) - utc_now()).total_seconds()
