@@ -7,6 +7,7 @@ nesting at most `MAX_DEPTH` deep. What passes can be written back with `dumps` a
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -23,6 +24,7 @@ PIECE_ITEMS: Final = 1_000  # values written by one call of the C encoder
 _CONTAINERS: Final = (dict, list, tuple)
 _LARGEST: Final = int(sys.float_info.max)
 PARSE_IN_THREAD_BYTES: Final = 64 * 1024  # larger texts are parsed off the Trio thread
+CHECK_SLICE: Final = 1_000  # containers checked between pauses (about 2 ms)
 PARSES_AT_ONCE: Final = 1  # threads parsing at once: the C parser holds the GIL ~40-130 ms a MiB
 
 
@@ -33,10 +35,18 @@ class NotStrictJson(ValueError):
 
 def loads(text: str | bytes) -> Any:
     """Parse `text` strictly. Raises NotStrictJson. Blocking: the parse itself is C (it holds
-    the GIL, some 40 ms a MiB of numbers), the checks after it Python (a thread may run them
-    beside the event loop)."""
+    the GIL, some 40 ms a MiB of numbers), the checks after it Python (`Parsing` runs them a
+    slice at a time on the event loop)."""
+    value = _parsed(text)
+    for _ in _checking(value):
+        pass
+    return value
+
+
+def _parsed(text: str | bytes) -> Any:
+    """`text` parsed, not yet checked. Raises NotStrictJson."""
     try:
-        value = json.loads(text, parse_constant=_constant)
+        return json.loads(text, parse_constant=_constant)
     except NotStrictJson:
         raise
     except RecursionError:
@@ -47,16 +57,16 @@ def loads(text: str | bytes) -> Any:
         raise NotStrictJson("is not UTF-8 text") from None
     except ValueError:  # an integer of more digits than Python converts (4,300)
         raise NotStrictJson("holds an integer that does not fit a double") from None
-    _check_tree(value)
-    return value
 
 
 @attrs.frozen
 class Parsing:
-    """Where texts that may be large are parsed (`loads`): past `PARSE_IN_THREAD_BYTES`, in a
-    worker thread, one at a time. Request bodies and remote answers queue apart, so that one
-    does not wait behind the other; an answer's parse is left to finish alone when its node is
-    cancelled."""
+    """Where texts that may be large are parsed (`loads`): past `PARSE_IN_THREAD_BYTES`, the C
+    parser runs in a worker thread, one at a time, and the checks after it run on the event
+    loop a slice at a time (a Python walk in a thread would hold up the event loop far longer:
+    each time it gave up the GIL it would wait up to 5 ms to have it back). Request bodies and
+    remote answers queue apart, so that one does not wait behind the other; an answer's C
+    parse is left to finish alone when its node is cancelled."""
 
     name: str
     abandon_on_cancel: bool = False
@@ -67,13 +77,16 @@ class Parsing:
         return trio.lowlevel.RunVar(f"flowtrux_parsing_{self.name}")
 
     async def parse(self, raw: bytes) -> Any:
-        """Raises NotStrictJson."""
+        """Raises NotStrictJson. Checkpoints."""
         if len(raw) <= PARSE_IN_THREAD_BYTES:
             return loads(raw)
         limiter = run_limiter(self._limiter, PARSES_AT_ONCE)
-        return await trio.to_thread.run_sync(
-            loads, raw, limiter=limiter, abandon_on_cancel=self.abandon_on_cancel
+        value = await trio.to_thread.run_sync(
+            _parsed, raw, limiter=limiter, abandon_on_cancel=self.abandon_on_cancel
         )
+        for _ in _checking(value):
+            await trio.lowlevel.checkpoint()
+        return value
 
 
 REQUEST_BODIES: Final = Parsing("request_bodies")
@@ -191,20 +204,32 @@ def _too_deep() -> NotStrictJson:
     return NotStrictJson(f"is nested deeper than {MAX_DEPTH} levels of objects and lists")
 
 
-def _check_tree(value: Any) -> None:
-    """Depth, numbers and text of a parsed value, without recursion (the depth is what is
-    checked); scalars are checked where they are met, only containers wait their turn."""
+def _checking(value: Any) -> Iterator[None]:
+    """Check the depth, numbers and text of a parsed value, without recursion (the depth is
+    what is checked), pausing (yielding) after about every `CHECK_SLICE` values; scalars are
+    checked where they are met, only containers wait their turn. Raises NotStrictJson."""
     todo: list[tuple[Any, int]] = []
     _check_items([value], 0, todo)
+    checked = 0
     while todo:
         container, depth = todo.pop()
         if depth > MAX_DEPTH:
             raise _too_deep()
-        if type(container) is dict:
-            _check_items(container, depth, todo)  # its keys
-            _check_items(container.values(), depth, todo)
-        else:
-            _check_items(container, depth, todo)
+        for part in _slices(container):
+            _check_items(part, depth, todo)
+            checked += len(part) + 1
+            if checked >= CHECK_SLICE:
+                checked = 0
+                yield
+
+
+def _slices(container: dict[str, Any] | list[Any]) -> Iterator[list[Any]]:
+    """A container's values (and a dict's keys) in lists of at most `CHECK_SLICE`."""
+    sources = (container.keys(), container.values()) if type(container) is dict else (container,)
+    for source in sources:
+        values = iter(source)
+        while part := list(itertools.islice(values, CHECK_SLICE)):
+            yield part
 
 
 def _check_items(items: Iterable[Any], depth: int, todo: list[tuple[Any, int]]) -> None:

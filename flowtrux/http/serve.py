@@ -14,7 +14,7 @@ from hypercorn.config import Config
 from hypercorn.typing import Framework
 from starlette.applications import Starlette
 
-from flowtrux import memory
+from flowtrux import gil, memory
 from flowtrux.config import Settings, read_toml
 from flowtrux.http import hypercorn_fixes
 from flowtrux.http.hypercorn_fixes.connections import Bounds, bound_connections
@@ -50,6 +50,7 @@ async def serve(
     """Serve `app` until `shutdown_trigger` returns; `task_status` gets the bound URLs."""
     hypercorn_fixes.apply()
     memory.return_large_blocks()
+    gil.hand_back_soon()
     framework = cast(Framework, app)  # Starlette is an ASGI app; hypercorn's types are narrower
     await hypercorn.trio.serve(
         framework, config, shutdown_trigger=shutdown_trigger, task_status=task_status
