@@ -9,8 +9,8 @@ import pytest
 import trio
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from tests.e2e.conftest import CreateWorkflow, Server, StartServer
-from tests.e2e.outside import execute, log_of, server_reaching
+from tests.e2e.conftest import CreateWorkflow, StartServer
+from tests.e2e.reaching_out.runs import execute, log_of
 from tests.outside.fake_llm import (
     Answer,
     Call,
@@ -26,16 +26,6 @@ from tests.support import agent, chain, trigger
 
 KEY_VARIABLE = "TEST_LLM_API_KEY"
 KEY = "sk-test-0123456789abcdef"
-
-
-@pytest.fixture
-def http_version() -> str:
-    return "HTTP/1.1"
-
-
-@pytest.fixture
-async def server(start_server: StartServer, llm: FakeLLM) -> Server:
-    return await server_reaching(start_server, llm)
 
 
 def weather_agent(target: Target, **config: Any) -> dict[str, Any]:

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from tests.e2e.conftest import CreateWorkflow, Server, StartServer
-from tests.e2e.outside import execute, log_of, server_reaching
+from tests.e2e.conftest import CreateWorkflow
+from tests.e2e.reaching_out.runs import execute, log_of
 from tests.outside.fake_llm import Answer, Call, Fail, FakeLLM, Malformed, ToolCalls, error
 from tests.outside.target import Target
 from tests.support import agent, chain, trigger
@@ -18,16 +18,6 @@ from tests.support import agent, chain, trigger
 KEY_VARIABLE = "TEST_PIECES_API_KEY"
 KEY = "sk-pieces-0123456789abcdef"
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def http_version() -> str:
-    return "HTTP/1.1"
-
-
-@pytest.fixture
-async def server(start_server: StartServer, llm: FakeLLM) -> Server:
-    return await server_reaching(start_server, llm)
 
 
 def chunk(finish: str | None = None, **delta: Any) -> dict[str, Any]:

@@ -12,24 +12,13 @@ import pytest
 import trio
 from httpx_sse import aconnect_sse
 
-from tests.e2e.conftest import CreateWorkflow, Server, StartServer
-from tests.e2e.outside import execute, log_of, server_reaching
+from tests.e2e.conftest import CreateWorkflow
+from tests.e2e.reaching_out.runs import execute, log_of
 from tests.outbound.listener import Listener, answer, listening
-from tests.outside.fake_llm import FakeLLM
 from tests.outside.target import Target
 from tests.support import chain, delay, http, transform, trigger
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def http_version() -> str:
-    return "HTTP/1.1"
-
-
-@pytest.fixture
-async def server(start_server: StartServer, llm: FakeLLM) -> Server:
-    return await server_reaching(start_server, llm)
 
 
 @pytest.fixture

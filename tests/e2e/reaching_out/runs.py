@@ -1,19 +1,8 @@
-"""For end-to-end tests of nodes that reach the outside world: a FlowTrux server that may reach
-the loopback servers of tests/outside (and trusts the fake model as its LLM endpoint), and a
-run's answer and logs."""
+"""A run's answer and its nodes' logs, for tests of nodes that reach out."""
 
 from typing import Any
 
 import httpx
-
-from tests.e2e.conftest import Server, StartServer
-from tests.outside.fake_llm import FakeLLM
-
-LOOPBACK = "127.0.0.1/32"
-
-
-async def server_reaching(start_server: StartServer, llm: FakeLLM, **settings: Any) -> Server:
-    return await start_server(http_allow_cidrs=LOOPBACK, llm_base_url=llm.url, **settings)
 
 
 async def execute(owner: httpx.AsyncClient, workflow_id: str, body: Any = None) -> dict[str, Any]:

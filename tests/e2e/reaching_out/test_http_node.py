@@ -7,23 +7,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import CreateWorkflow, Server, StartServer
-from tests.e2e.outside import execute, log_of, server_reaching
+from tests.e2e.conftest import CreateWorkflow, StartServer
+from tests.e2e.reaching_out.runs import execute, log_of
 from tests.outside.fake_llm import FakeLLM
 from tests.outside.target import Target
 from tests.support import chain, http, transform, trigger
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def http_version() -> str:
-    return "HTTP/1.1"  # how the client reaches FlowTrux is not what these tests are about
-
-
-@pytest.fixture
-async def server(start_server: StartServer, llm: FakeLLM) -> Server:
-    return await server_reaching(start_server, llm)
 
 
 async def run_http(

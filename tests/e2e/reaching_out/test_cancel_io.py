@@ -11,20 +11,23 @@ import trio
 import trio.lowlevel
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from tests.e2e.conftest import CreateWorkflow, Server, StartServer, wait_until_finished
-from tests.e2e.outside import server_reaching
+from tests.e2e.conftest import CreateWorkflow, Server, wait_until_finished
 from tests.outside.asgi import DisconnectLog
 from tests.outside.fake_llm import Answer, FakeLLM
 from tests.outside.target import Target
 from tests.support import agent, chain, http, trigger
 
 SEEN_WITHIN_S = 0.2
+
+
+@pytest.fixture(params=["HTTP/1.1", "HTTP/2"])
+def http_version(request: pytest.FixtureRequest) -> str:
+    """A Stop comes over either protocol."""
+    version: str = request.param
+    return version
+
+
 RETRY = {"maxAttempts": 3, "backoffMs": 0}
-
-
-@pytest.fixture
-async def server(start_server: StartServer, llm: FakeLLM) -> Server:
-    return await server_reaching(start_server, llm)
 
 
 async def stop_while(

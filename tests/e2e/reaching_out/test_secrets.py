@@ -8,8 +8,8 @@ import sqlite3
 import httpx
 import pytest
 
-from tests.e2e.conftest import CreateWorkflow, Server, StartServer
-from tests.e2e.outside import execute, log_of, server_reaching
+from tests.e2e.conftest import CreateWorkflow, Server
+from tests.e2e.reaching_out.runs import execute, log_of
 from tests.outside.fake_llm import Fail, FakeLLM, error
 from tests.outside.target import Target
 from tests.support import agent, chain, http, trigger
@@ -23,16 +23,6 @@ SECRETS = {
     "password": "url-password-3a4b5c",
     "env": "sk-env-secret-6d7e8f",
 }
-
-
-@pytest.fixture
-def http_version() -> str:
-    return "HTTP/1.1"
-
-
-@pytest.fixture
-async def server(start_server: StartServer, llm: FakeLLM) -> Server:
-    return await server_reaching(start_server, llm)
 
 
 def assert_no_secret(text: str, where: str) -> None:
