@@ -18,6 +18,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.cancel_latency
 	$(BIN)/python -m bench.engine_cost
 	$(BIN)/python -m bench.workflow_create
+	$(BIN)/python -m bench.outbound
 
 $(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

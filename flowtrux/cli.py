@@ -99,12 +99,10 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> None:
 
 async def _demo(args: argparse.Namespace, settings: Settings) -> None:
     """Serve the demo's customer API on loopback, seed the demo, and serve FlowTrux until a
-    signal; FlowTrux may reach loopback unless FLOWTRUX_HTTP_ALLOW_CIDRS says otherwise."""
+    signal. Workflows may reach that one service (its address and port, no other), unless
+    FLOWTRUX_HTTP_ALLOW_CIDRS says what they may reach."""
     if not (args.database or _env("DATABASE_URL")):
         settings = attrs.evolve(settings, database_url=DEMO_DATABASE)
-    if not _env("HTTP_ALLOW_CIDRS"):
-        settings = attrs.evolve(settings, http_allow_cidrs=demo.DEMO_ALLOW_CIDRS)
-    app = create_app(settings)
     async with trio.open_nursery() as customer_api:
         api_config = hypercorn_config(None, "127.0.0.1:0", settings)
         api_config.errorlog = logging.getLogger("flowtrux.demo.customer_api")
@@ -112,6 +110,10 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> None:
         [api_url] = await customer_api.start(
             partial(serve, demo.customer_api, api_config, shutdown_trigger=trio.sleep_forever)
         )
+        if not _env("HTTP_ALLOW_CIDRS"):
+            opened = api_url.removeprefix("http://")  # 127.0.0.1:PORT
+            settings = attrs.evolve(settings, http_allow_cidrs=opened)
+        app = create_app(settings)
         async with open_store(settings.database_url) as store:
             workflow = await demo.seed(store, api_url)
         config = hypercorn_config(args.config, _bind(args) or "127.0.0.1:8000", settings)

@@ -1,7 +1,7 @@
 """The demo: a user, a workspace and a workflow that runs with no network.
 
 The workflow calls a customer API with an `http` node; the demo serves that API itself, on
-loopback (`customer_api`), and opens 127.0.0.1 to its workflows.
+loopback (`customer_api`), and opens that one service (address and port) to its workflows.
 """
 
 from typing import Any
@@ -20,7 +20,6 @@ DEMO_EMAIL = "demo@flowtrux.local"
 DEMO_PASSWORD = "flowtrux-demo"
 DEMO_WORKSPACE = "Demo"
 DEMO_WORKFLOW = "Ticket triage (demo)"
-DEMO_ALLOW_CIDRS = "127.0.0.1/32"  # the customer API below
 
 
 def nodes(customer_api: str) -> list[dict[str, Any]]:

@@ -41,6 +41,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         not trusted either), OutboundError when it does not resolve or none answers."""
         addresses = await _resolve(host, port)
         for address in addresses:
+            if self.policy.opens(address, port):
+                continue
             if (why := self.policy.refusal(address)) is not None:
                 spelled = "" if str(address) == host else f"{host} resolves to {address}: "
                 raise Blocked(f"blocked: {spelled}{why}")

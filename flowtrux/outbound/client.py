@@ -220,7 +220,9 @@ class Outbound:
         if not url.host:
             raise Refused("the URL has no host")
         address = address_of(url.host)
-        if address is not None and (why := self.policy.refusal(address)) is not None:
+        if address is None or self.policy.opens(address, _port(url)):
+            return
+        if (why := self.policy.refusal(address)) is not None:
             raise Blocked(f"blocked: {_spelled(url.host, address)}{why}")
 
     def url(self, text: str) -> httpx.URL:
@@ -297,6 +299,10 @@ def _host_as_written(text: str) -> str | None:
         return urlsplit(text).hostname
     except ValueError:
         return None
+
+
+def _port(url: httpx.URL) -> int:
+    return url.port or (443 if url.scheme == "https" else 80)
 
 
 def _spelled(host: str, address: object) -> str:

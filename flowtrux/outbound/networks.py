@@ -8,6 +8,7 @@ is_private/is_global, whose answers change between Python versions.
 """
 
 import ipaddress
+import re
 
 import attrs
 
@@ -72,18 +73,30 @@ class InvalidAllowList(ValueError):
     pass
 
 
+Endpoint = tuple[IPAddress, int]
+_ENDPOINT = re.compile(r"\[?(?P<address>[^\[\]]+?)\]?:(?P<port>[0-9]{1,5})")
+
+
 @attrs.frozen
 class AddressPolicy:
     allowed: tuple[IPNetwork, ...] = ()  # networks the operator opened explicitly
+    endpoints: frozenset[Endpoint] = frozenset()  # single services (address and port) opened
 
     @classmethod
     def parse(cls, cidrs: str) -> "AddressPolicy":
-        """From FLOWTRUX_HTTP_ALLOW_CIDRS: comma-separated CIDRs or single addresses, spaces
-        allowed, empty string -> nothing allowed beyond the public internet.
+        """From FLOWTRUX_HTTP_ALLOW_CIDRS: comma-separated CIDRs, single addresses or single
+        services (`127.0.0.1:8001`, `[::1]:8001`), spaces allowed; an empty string allows
+        nothing beyond the public internet.
 
         Raises InvalidAllowList."""
-        entries = (entry.strip() for entry in cidrs.split(","))
-        return cls(tuple(_network(entry) for entry in entries if entry))
+        entries = [entry.strip() for entry in cidrs.split(",") if entry.strip()]
+        endpoints = [entry for entry in entries if _is_endpoint(entry)]
+        networks = [_network(entry) for entry in entries if entry not in endpoints]
+        return cls(tuple(networks), frozenset(map(_endpoint, endpoints)))
+
+    def opens(self, address: IPAddress, port: int) -> bool:
+        """Whether the operator opened this one service."""
+        return (address, port) in self.endpoints
 
     def refusal(self, address: IPAddress) -> str | None:
         """None when a connection to `address` may be made; else one sentence saying why it is
@@ -106,6 +119,28 @@ class AddressPolicy:
 
     def _allows(self, address: IPAddress) -> bool:
         return any(address in network for network in self.allowed)
+
+
+def _is_endpoint(entry: str) -> bool:
+    """`host:port` or `[v6]:port`, not a bare IPv6 address (whose last group may look like a
+    port) nor a CIDR."""
+    return "/" not in entry and (entry.startswith("[") or entry.count(":") == 1)
+
+
+def _endpoint(entry: str) -> Endpoint:
+    found = _ENDPOINT.fullmatch(entry)
+    try:
+        if found is None:
+            raise ValueError(entry)
+        address, port = ipaddress.ip_address(found["address"]), int(found["port"])
+    except ValueError:
+        raise InvalidAllowList(
+            f"{entry!r} is not a service: expected an address and a port such as"
+            " 127.0.0.1:8001 or [::1]:8001"
+        ) from None
+    if not 0 < port < 65536:
+        raise InvalidAllowList(f"{entry!r} names port {port}: a port is 1 to 65535")
+    return address, port
 
 
 def _network(entry: str) -> IPNetwork:

@@ -173,3 +173,15 @@ async def test_every_redirect_is_checked_again(
             await opened.fetch(request, exchange, LIMIT)
     assert listener.connections == 0
     assert [hop.status for hop in exchange.requests] == [302]
+
+
+async def test_the_operator_can_open_one_service_and_no_other_port(listener: Listener) -> None:
+    async with listening() as other:
+        policy = AddressPolicy.parse(f"127.0.0.1:{listener.port}")
+        async with open_outbound(policy, LLM) as opened:
+            assert (await get(opened, f"http://127.0.0.1:{listener.port}/")).status_code == 200
+            with pytest.raises(Blocked, match="loopback"):
+                await get(opened, f"http://127.0.0.1:{other.port}/")
+            with pytest.raises(Blocked, match="loopback"):  # the same port, another spelling
+                await get(opened, f"http://127.1:{other.port}/")
+    assert (listener.connections, other.connections) == (1, 0)

@@ -203,3 +203,19 @@ def test_a_bad_allow_list_entry_is_named_with_what_is_expected(
         AddressPolicy.parse(cidrs)
     assert expected in str(raised.value)
     assert isinstance(raised.value, ValueError)
+
+
+def test_a_single_service_opens_its_port_alone() -> None:
+    policy = AddressPolicy.parse("127.0.0.1:8001, [::1]:8002, 10.0.0.0/8")
+    loopback, v6 = ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")
+    assert policy.opens(loopback, 8001)
+    assert not policy.opens(loopback, 8002)
+    assert policy.opens(v6, 8002)
+    assert policy.refusal(loopback) is not None  # the address itself stays closed
+    assert policy.refusal(ipaddress.ip_address("10.1.2.3")) is None
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1:0", "127.0.0.1:70000", "localhost:80", "[::1]:x"])
+def test_a_bad_service_is_refused_with_what_to_write(entry: str) -> None:
+    with pytest.raises(InvalidAllowList, match="port|service"):
+        AddressPolicy.parse(entry)

@@ -41,6 +41,7 @@ ROUND_TIMEOUT_S = 300.0  # for one answer of the provider
 TOOL_NAME = "^[A-Za-z0-9_-]{1,64}$"
 JSON_HINT = "Answer with a JSON object."
 STREAM_FRAMING = 64  # how much larger than the answer its stream may be
+MAX_EVENT_CHARS = 1024 * 1024  # of one event of a stream
 KEY_VARIABLE = "^[A-Z][A-Z0-9_]*_API_KEY$"  # apiKeyEnv names no other variable of the server
 
 CONFIG_SCHEMA = {
@@ -171,7 +172,7 @@ def _provider(ctx: NodeContext) -> _Provider:
             raise NodeError(f"apiKeyEnv: the server has no {variable} set", retryable=False)
         headers["Authorization"] = f"Bearer {key}"
         ctx.exchange.secrets.add(key)
-    url = httpx.URL(str(base).rstrip("/") + "/chat/completions")
+    url = base.copy_with(path=base.path.rstrip("/") + "/chat/completions")  # its query kept
     return _Provider(url, trusted, headers)
 
 
@@ -269,30 +270,45 @@ async def _reply(ctx: NodeContext, download: Download, *, streamed: bool) -> Rep
 async def _streamed(ctx: NodeContext, response: httpx.Response) -> Reply:
     """The answer's chunks as they come. What one read from the network brings goes out as one
     delta: at once, and never more deltas than reads, however small the provider's chunks."""
-    assembly, lines, events = Assembly(ctx.sizes.limit), SSELineDecoder(), SSEDecoder()
+    stream = _Stream(Assembly(ctx.sizes.limit))
     async for text in response.aiter_text():  # closed with the response
-        done, delta = _read_events(assembly, lines, events, text)
-        if delta:
+        if delta := await stream.take(text):
             ctx.emit_delta(delta)
-        if done:
+        if stream.done:
             break
-    return assembly.reply()
+    return stream.assembly.reply()
 
 
-def _read_events(
-    assembly: Assembly, lines: SSELineDecoder, events: SSEDecoder, text: str
-) -> tuple[bool, str]:
-    """Take the events `text` completes into `assembly`: whether the stream said `[DONE]`, and
-    the content they add."""
-    pieces: list[str] = []
-    for line in lines.decode(text):
-        event = events.decode(line)
-        if event is None or not event.data:
-            continue
-        if event.data == "[DONE]":
-            return True, "".join(pieces)
-        pieces.append(assembly.add(_chunk(event.data)))
-    return False, "".join(pieces)
+@attrs.define
+class _Stream:
+    """Server-sent events of `chat.completion.chunk`s, read as they come, each at most
+    `MAX_EVENT_CHARS` (chunks are small; a large one is parsed off the event loop)."""
+
+    assembly: Assembly
+    lines: SSELineDecoder = attrs.field(factory=SSELineDecoder)
+    events: SSEDecoder = attrs.field(factory=SSEDecoder)
+    pending: int = 0  # characters read since the last whole event
+    done: bool = False  # the stream said [DONE]
+
+    async def take(self, text: str) -> str:
+        """Take in what one read brought; return the content it completes."""
+        self.pending += len(text)
+        pieces = []
+        for line in self.lines.decode(text):
+            event = self.events.decode(line)
+            if event is None or self.done:
+                continue
+            self.pending = 0
+            if event.data == "[DONE]":
+                self.done = True
+            elif event.data:
+                pieces.append(self.assembly.add(await _chunk(event.data)))
+        if self.pending > MAX_EVENT_CHARS:
+            raise NodeError(
+                f"an event of the provider's stream is longer than {MAX_EVENT_CHARS:,} characters",
+                retryable=False,
+            )
+        return "".join(pieces)
 
 
 def _stream_limit(ctx: NodeContext) -> ReadLimit:
@@ -302,9 +318,9 @@ def _stream_limit(ctx: NodeContext) -> ReadLimit:
     return ReadLimit(STREAM_FRAMING * ctx.sizes.limit, name)
 
 
-def _chunk(data: str) -> Any:
+async def _chunk(data: str) -> Any:
     try:
-        return strict_json.loads(data)
+        return await strict_json.ANSWERS.parse(strict_json.utf8(data))
     except strict_json.NotStrictJson as exc:
         raise NodeError(f"a chunk of the provider's stream {exc}", retryable=False) from None
 
