@@ -217,5 +217,5 @@ def test_a_single_service_opens_its_port_alone() -> None:
 
 @pytest.mark.parametrize("entry", ["127.0.0.1:0", "127.0.0.1:70000", "localhost:80", "[::1]:x"])
 def test_a_bad_service_is_refused_with_what_to_write(entry: str) -> None:
-    with pytest.raises(InvalidAllowList, match="port|service"):
+    with pytest.raises(InvalidAllowList, match=r"port|service"):
         AddressPolicy.parse(entry)
