@@ -102,6 +102,7 @@ class Settings:
     )
     log_level: str = attrs.field(default="info", validator=_log_level)
     http_allow_cidrs: str = attrs.field(default="", validator=_allow_cidrs)
+    max_outbound_per_workspace: int = attrs.field(default=64, validator=_positive)
     llm_base_url: str = attrs.field(default="https://api.openai.com/v1", validator=_http_url)
 
     @classmethod

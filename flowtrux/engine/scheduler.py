@@ -84,6 +84,7 @@ class _Attempts:
     error: str | None = None
     debug: Mapping[str, Any] = attrs.field(factory=dict)
     debug_bytes: int = 0
+    cancelled: bool = False  # in a backoff, after `error`
 
 
 @attrs.define(eq=False)
@@ -99,6 +100,7 @@ class _Run:
     _inputs: defaultdict[str, dict[str, Any]] = attrs.field(init=False)  # live inputs so far
     _scope: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False)
     _attempts_made: dict[str, int] = attrs.field(factory=dict, init=False)
+    _cut_short: dict[str, _Attempts] = attrs.field(factory=dict, init=False)  # in a backoff
     _failure: RunFailed | None = attrs.field(default=None, init=False)
     _nursery: trio.Nursery = attrs.field(init=False)
     _limiter: trio.CapacityLimiter = attrs.field(init=False)
@@ -170,6 +172,8 @@ class _Run:
             elapsed = trio.current_time() - started
             attempts_made = self._attempts_made.get(node.id, 0)
             logged_input = None if refused else inputs  # what is too large is not logged either
+            if attempts is None and (failed := self._cut_short.pop(node.id, None)):
+                attempts = self._cancelled_in_backoff(failed, attempts_made)
             log = _log(context, logged_input, attempts, attempts_made, started_at, elapsed)
             self._set_status(node, log.status)
             self.emit(NodeCompleted(log))
@@ -194,10 +198,24 @@ class _Run:
                 over = self._count_logged(logged)
                 return _Attempts(result=result) if over is None else _Attempts(error=over)
             if attempt < node.retry.max_attempts:
-                await trio.sleep(pause_s)
+                try:
+                    await trio.sleep(pause_s)
+                except trio.Cancelled:
+                    self._cut_short[node.id] = failed
+                    raise
         if failed.debug and self._count_logged(failed.debug_bytes) is not None:
             return attrs.evolve(failed, debug={})  # the error is logged, what it tells is not
         return failed
+
+    def _cancelled_in_backoff(self, failed: _Attempts, attempts_made: int) -> _Attempts:
+        """The run was cancelled while the node waited to try again: its log says why it was
+        waiting (a 429's Retry-After, say), and what that attempt told."""
+        error = _shortened(
+            f"cancelled while waiting to try again; attempt {attempts_made} had failed:"
+            f" {failed.error}"
+        )
+        debug = failed.debug if self._count_logged(failed.debug_bytes) is None else {}
+        return _Attempts(error=error, debug=debug, cancelled=True)
 
     async def _input_refused(self, context: NodeContext) -> str | None:
         """Why the node cannot run with its input (its predecessors' outputs, which its log
@@ -337,6 +355,8 @@ def _log(
     debug: Mapping[str, Any] = {}
     if attempts is None:
         status, error = NodeStatus.CANCELLED, "cancelled"
+    elif attempts.cancelled:
+        status, error, debug = NodeStatus.CANCELLED, attempts.error, attempts.debug
     elif attempts.result is None:
         status, error, debug = NodeStatus.ERROR, attempts.error, attempts.debug
         output = {"error": error} if node.on_error == "continue" else None

@@ -38,7 +38,9 @@ def create_app(settings: Settings) -> Starlette:
         async with (
             open_store(settings.database_url) as store,
             open_outbound(
-                AddressPolicy.parse(settings.http_allow_cidrs), settings.llm_base_url
+                AddressPolicy.parse(settings.http_allow_cidrs),
+                settings.llm_base_url,
+                settings.max_outbound_per_workspace,
             ) as outbound,
             open_run_manager(store, run_settings(settings), outbound) as runs,
         ):

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import urlsplit
+from weakref import WeakValueDictionary
 
 import attrs
 import httpcore
@@ -33,7 +34,8 @@ from flowtrux.outbound.secrets import Secrets, is_sensitive, redact_url
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 MAX_REDIRECTS = 5
-MAX_CONNECTIONS = 256
+MAX_CONNECTIONS = 512
+PER_WORKSPACE = 64  # requests one workspace's runs may have going at once
 KEEPALIVE_CONNECTIONS = 32
 KEEPALIVE_S = 30.0
 USER_AGENT = "FlowTrux"
@@ -67,9 +69,28 @@ class Exchange:
 
     secrets: Secrets = attrs.field(factory=Secrets)
     requests: list[ExternalRequest] = attrs.field(factory=list)
+    queued: str | None = None  # why a request cancelled before it went out was waiting
 
     def logged(self) -> list[dict[str, object]]:
         return [request.to_json() for request in self.requests]
+
+
+@attrs.define(eq=False)
+class Shares:
+    """Each workspace's share of the outbound connections, so that one workspace's slow
+    targets never take every connection of the pool from the others."""
+
+    per_workspace: int
+    _limiters: WeakValueDictionary[str, trio.CapacityLimiter] = attrs.field(
+        factory=WeakValueDictionary
+    )
+
+    def of(self, workspace_id: str) -> trio.CapacityLimiter:
+        """The workspace's limiter, for as long as a run holds it."""
+        limiter = self._limiters.get(workspace_id)
+        if limiter is None:
+            limiter = self._limiters[workspace_id] = trio.CapacityLimiter(self.per_workspace)
+        return limiter
 
 
 @attrs.frozen
@@ -135,6 +156,12 @@ class Outbound:
     guarded: httpx.AsyncClient  # for every URL a workflow names
     trusted: httpx.AsyncClient  # for the operator's own endpoints only
     llm_base_url: httpx.URL  # the operator's LLM endpoint (FLOWTRUX_LLM_BASE_URL)
+    shares: Shares
+    share: trio.CapacityLimiter | None = None  # of the workspace whose run sends
+
+    def for_workspace(self, workspace_id: str) -> Outbound:
+        """These clients, for the runs of one workspace: at most its share of connections."""
+        return attrs.evolve(self, share=self.shares.of(workspace_id))
 
     @asynccontextmanager
     async def open(
@@ -148,8 +175,37 @@ class Outbound:
         """Send `request` and yield its response once the headers have arrived, following up to
         5 redirects (the trusted client follows none: a redirect is its answer). Every request
         is recorded in `exchange`, with the bytes read of its body by the time the block ends.
+        Waits first for one of the workspace's connections.
 
         Raises Blocked, Refused, OutboundError."""
+        async with (
+            self._connection_of_workspace(exchange),
+            self._exchange(request, exchange, limit, trusted) as download,
+        ):
+            yield download
+
+    @asynccontextmanager
+    async def _connection_of_workspace(self, exchange: Exchange) -> AsyncIterator[None]:
+        if self.share is None:
+            yield
+            return
+        try:
+            await self.share.acquire()
+        except trio.Cancelled:
+            exchange.queued = (
+                f"it waited for one of the workspace's {self.share.total_tokens:.0f} outbound"
+                " connections, all in use: no request was sent"
+            )
+            raise
+        try:
+            yield
+        finally:
+            self.share.release()
+
+    @asynccontextmanager
+    async def _exchange(
+        self, request: httpx.Request, exchange: Exchange, limit: ReadLimit, trusted: bool
+    ) -> AsyncIterator[Download]:
         client = self.trusted if trusted else self.guarded
         for _hop in range(MAX_REDIRECTS + 1):
             if not trusted:
@@ -310,7 +366,9 @@ def _spelled(host: str, address: object) -> str:
 
 
 @asynccontextmanager
-async def open_outbound(policy: AddressPolicy, llm_base_url: str) -> AsyncIterator[Outbound]:
+async def open_outbound(
+    policy: AddressPolicy, llm_base_url: str, per_workspace: int = PER_WORKSPACE
+) -> AsyncIterator[Outbound]:
     """The app's two clients, closed when the block ends."""
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     async with (
@@ -329,7 +387,7 @@ async def open_outbound(policy: AddressPolicy, llm_base_url: str) -> AsyncIterat
             trust_env=False,
         ) as trusted,
     ):
-        yield Outbound(policy, guarded, trusted, httpx.URL(llm_base_url))
+        yield Outbound(policy, guarded, trusted, httpx.URL(llm_base_url), Shares(per_workspace))
 
 
 def _no_cookies() -> CookieJar:

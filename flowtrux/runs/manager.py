@@ -206,7 +206,7 @@ class RunManager:
                     recorder.emit,
                     self.settings.limits,
                     self.journal.wait_for_room,
-                    self.outbound,
+                    self._outbound_of(run),
                 )
                 outcome = Outcome.completed(output)
         except RunFailed as exc:
@@ -222,6 +222,11 @@ class RunManager:
                 outcome = Outcome.failed(run.failure)
             outcome = outcome or Outcome.cancelled(run.cancel_reason or CANCELLED_BY_SHUTDOWN)
             await self._finish(run, recorder, outcome, trio.current_time() - started)
+
+    def _outbound_of(self, run: Run) -> Outbound | None:
+        if self.outbound is None:
+            return None
+        return self.outbound.for_workspace(run.workflow.workspace_id)
 
     async def _finish(
         self, run: Run, recorder: Recorder, outcome: Outcome, elapsed_s: float

@@ -123,7 +123,7 @@ def failing_attempts(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return attempts
 
 
-async def test_cancelling_during_retry_backoff_does_not_retry(
+async def test_cancelling_during_retry_backoff_does_not_retry_and_says_why_it_waited(
     autojump_clock: trio.testing.MockClock, failing_attempts: list[float]
 ) -> None:
     g = graph(
@@ -135,7 +135,8 @@ async def test_cancelling_during_retry_backoff_does_not_retry(
     assert scope.cancelled_caught
     assert [time - rec.t0 for time in failing_attempts] == [0.0]
     log = rec.log("b")
-    assert (log.status, log.error, log.duration_ms) == (NodeStatus.CANCELLED, "cancelled", 100)
+    waiting = "cancelled while waiting to try again; attempt 1 had failed: broken"
+    assert (log.status, log.error, log.duration_ms) == (NodeStatus.CANCELLED, waiting, 100)
 
 
 async def test_a_node_cancelled_while_retrying_logs_the_attempts_it_made(

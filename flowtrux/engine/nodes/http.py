@@ -79,7 +79,8 @@ async def send(ctx: NodeContext, spec: Mapping[str, Any], render: Render) -> Ans
         with trio.move_on_after(timeout_ms / 1000) as timer:
             response, raw = await outbound.fetch(request, ctx.exchange, _read_limit(ctx, spec))
         if timer.cancelled_caught:
-            raise OutboundError(f"no complete answer within {timeout_ms} ms (timeoutMs)")
+            why = ctx.exchange.queued or "no complete answer came"
+            raise OutboundError(f"timed out after {timeout_ms} ms (timeoutMs): {why}")
     except OutboundError as exc:
         told = debug_fields(ctx.exchange)
         raise NodeError(str(exc), retryable=exc.retryable, debug=told) from None

@@ -1,8 +1,10 @@
 """A run's answer and its nodes' logs, for tests of nodes that reach out."""
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+import trio
 
 
 async def execute(owner: httpx.AsyncClient, workflow_id: str, body: Any = None) -> dict[str, Any]:
@@ -11,6 +13,15 @@ async def execute(owner: httpx.AsyncClient, workflow_id: str, body: Any = None) 
     assert answer.status_code == 200, answer.text
     run: dict[str, Any] = answer.json()
     return run
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait (5 s at most) until `condition()` holds, as a remote server's record changes."""
+    with trio.fail_after(5):
+        while True:
+            if condition():
+                return
+            await trio.sleep(0.005)
 
 
 def log_of(run: dict[str, Any], node_id: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import trio.lowlevel
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from tests.e2e.conftest import CreateWorkflow, Server, wait_until_finished
+from tests.e2e.reaching_out.runs import until
 from tests.outside.asgi import DisconnectLog
 from tests.outside.fake_llm import Answer, FakeLLM
 from tests.outside.target import Target
@@ -63,14 +64,6 @@ async def stop_while(
 
 def node_started(node_id: str) -> Callable[[ServerSentEvent], bool]:
     return lambda event: event.event == "node_start" and event.json()["nodeId"] == node_id
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    with trio.fail_after(5):
-        while True:
-            if condition():
-                return
-            await trio.sleep(0.005)
 
 
 def assert_cancelled_in(events: list[ServerSentEvent], node_id: str) -> None:

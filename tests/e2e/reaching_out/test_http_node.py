@@ -150,7 +150,8 @@ async def test_timeout_ms_bounds_the_whole_request(
 ) -> None:
     config = {"url": f"{target.url}/slow?ms=5000&rid=late", "timeoutMs": 200}
     run = await run_http(owner, create_workflow, config)
-    assert log_of(run, "call")["error"] == "no complete answer within 200 ms (timeoutMs)"
+    error = log_of(run, "call")["error"]
+    assert error == "timed out after 200 ms (timeoutMs): no complete answer came"
     await target.wait_disconnect("late", 1)
 
 

@@ -23,6 +23,7 @@ import attrs
 import httpx
 import trio
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder  # its parser, without its reading
+from jsonschema import Draft202012Validator, SchemaError
 
 from flowtrux import strict_json
 from flowtrux.engine.errors import MissingPath, NodeError
@@ -209,18 +210,18 @@ def _payload(ctx: NodeContext, conversation: _Conversation) -> dict[str, Any]:
     if config.get("responseFormat") == "json":
         payload["response_format"] = {"type": "json_object"}
     if tools := config.get("tools"):
-        payload["tools"] = [_tool_definition(tool) for tool in tools]
+        payload["tools"] = [_tool_definition(ctx, tool) for tool in tools]
     if config.get("stream"):
         payload["stream"] = True
         payload["stream_options"] = {"include_usage": True}
     return payload
 
 
-def _tool_definition(tool: Mapping[str, Any]) -> dict[str, Any]:
+def _tool_definition(ctx: NodeContext, tool: Mapping[str, Any]) -> dict[str, Any]:
     function = {
         "name": tool["name"],
-        "description": tool.get("description", ""),
-        "parameters": tool.get("parameters", {"type": "object", "properties": {}}),
+        "description": ctx.render(tool.get("description", "")),
+        "parameters": ctx.render(tool.get("parameters", {"type": "object", "properties": {}})),
     }
     return {"type": "function", "function": function}
 
@@ -380,18 +381,32 @@ def _answer(ctx: NodeContext, reply: Reply) -> Any:
 
 def paths(config: Mapping[str, Any]) -> Iterable[str]:
     """What the templates read; in a tool's request, `args` is the model's arguments."""
-    own = template_paths({key: value for key, value in config.items() if key != "tools"})
-    in_tools = template_paths([tool["http"] for tool in config.get("tools", [])])
-    return [*own, *(path for path in in_tools if root_of(path) != "args")]
+    own, requests = _split_templates(config)
+    in_requests = template_paths(requests)
+    return [*template_paths(own), *(path for path in in_requests if root_of(path) != "args")]
 
 
 def problems(config: Mapping[str, Any]) -> Iterable[str]:
-    own = template_problems({key: value for key, value in config.items() if key != "tools"})
-    in_tools = template_problems([tool["http"] for tool in config.get("tools", [])], ("args",))
-    found = own + in_tools
-    names = [tool["name"] for tool in config.get("tools", [])]
+    own, requests = _split_templates(config)
+    found = template_problems(own) + template_problems(requests, ("args",))
+    tools = config.get("tools", [])
+    for i, tool in enumerate(tools):
+        try:
+            Draft202012Validator.check_schema(tool.get("parameters", {}))
+        except SchemaError as exc:
+            found.append(f"tools[{i}].parameters is not a valid JSON Schema: {exc.message}")
+    names = [tool["name"] for tool in tools]
     repeated = sorted({name for name in names if names.count(name) > 1})
     return [*found, *(f"tools: the name '{name}' is used more than once" for name in repeated)]
+
+
+def _split_templates(config: Mapping[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+    """The config less its tools' requests (whose templates read the run), and those requests
+    (whose templates may also read the model's `args`)."""
+    tools = config.get("tools", [])
+    own = {key: value for key, value in config.items() if key != "tools"}
+    own["tools"] = [{key: value for key, value in tool.items() if key != "http"} for tool in tools]
+    return own, [tool["http"] for tool in tools]
 
 
 AGENT = NodeType("agent", CONFIG_SCHEMA, run, paths=paths, problems=problems)
