@@ -87,6 +87,7 @@ class Settings:
     database_url: str = "sqlite:///./flowtrux.db"
     public_origin: str | None = None
     execute_rate: str = attrs.field(default="60/minute", validator=_rate)
+    webhook_rate: str = attrs.field(default="60/minute", validator=_rate)
     max_body_bytes: int = attrs.field(default=1_048_576, validator=_positive)
     max_workflow_nodes: int = attrs.field(default=MAX_WORKFLOW_NODES, validator=_positive)
     max_runs_per_workspace: int = attrs.field(default=100, validator=_positive)

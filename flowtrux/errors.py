@@ -20,6 +20,14 @@ class InvalidCredentials(FlowtruxError):
         super().__init__("The email or the password is wrong.")
 
 
+class WrongWebhookToken(FlowtruxError):
+    def __init__(self) -> None:
+        super().__init__(
+            "Send the workflow's webhook token as 'Authorization: Bearer <token>'"
+            " (POST /api/workflows/{id}/webhook-token makes a new one)."
+        )
+
+
 class PermissionDenied(FlowtruxError):
     def __init__(self, action: str) -> None:
         super().__init__(f"Your role in this workspace does not allow you to {action}.")

@@ -11,7 +11,7 @@ from flowtrux.engine.scheduler import Limits
 from flowtrux.http.errors import EXCEPTION_HANDLERS
 from flowtrux.http.origin import SameOriginMiddleware
 from flowtrux.http.rate_limit import RateLimiter
-from flowtrux.http.routes import auth, execute, executions, service, workflows
+from flowtrux.http.routes import auth, execute, executions, service, webhooks, workflows
 from flowtrux.http.services import Services
 from flowtrux.outbound.client import open_outbound
 from flowtrux.outbound.networks import AddressPolicy
@@ -45,7 +45,10 @@ def create_app(settings: Settings) -> Starlette:
             open_run_manager(store, run_settings(settings), outbound) as runs,
         ):
             quota = RateLimiter.parse(settings.execute_rate)
-            app.state.services = Services(settings, store, runs, quota)
+            webhooks = RateLimiter.parse(
+                settings.webhook_rate, "This workflow's webhook has had its quota of calls"
+            )
+            app.state.services = Services(settings, store, runs, quota, webhooks)
             yield
 
     return Starlette(
@@ -53,6 +56,7 @@ def create_app(settings: Settings) -> Starlette:
             *auth.routes,
             *workflows.routes,
             *execute.routes,
+            *webhooks.routes,
             *executions.routes,
             *service.routes,
         ],

@@ -16,6 +16,7 @@ STATUS_AND_CODE: dict[type[errors.FlowtruxError], tuple[int, str]] = {
     errors.BadRequest: (400, "bad_request"),
     errors.NotAuthenticated: (401, "not_authenticated"),
     errors.InvalidCredentials: (401, "invalid_credentials"),
+    errors.WrongWebhookToken: (401, "invalid_webhook_token"),
     errors.PermissionDenied: (403, "forbidden"),
     errors.NotFound: (404, "not_found"),
     errors.Conflict: (409, "conflict"),
@@ -57,6 +58,8 @@ async def flowtrux_error(request: Request, exc: Exception) -> Response:
     response = error_response(status, str(exc), code, **extra)
     if isinstance(exc, RETRY_LATER):
         response.headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, errors.WrongWebhookToken):
+        response.headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, errors.StoreUnavailable):
         logger.warning("answered 503 to %s %s: %s", request.method, request.url.path, exc.cause)
     return response

@@ -1,4 +1,5 @@
-"""The per-user quota shared by both execute calls (a moving window, by `limits`)."""
+"""Quotas of requests over a moving window (by `limits`): a user's runs, a workflow's webhook
+calls."""
 
 import math
 import time
@@ -14,13 +15,14 @@ from flowtrux.errors import TooManyRequests
 @attrs.define(eq=False)
 class RateLimiter:
     rate: limits.RateLimitItem
+    used_up: str = "You have used your quota of runs"  # the start of the 429's sentence
     _limiter: MovingWindowRateLimiter = attrs.field(
         factory=lambda: MovingWindowRateLimiter(MemoryStorage()), init=False
     )
 
     @classmethod
-    def parse(cls, rate: str) -> "RateLimiter":
-        return cls(limits.parse(rate))
+    def parse(cls, rate: str, used_up: str = "You have used your quota of runs") -> "RateLimiter":
+        return cls(limits.parse(rate), used_up)
 
     def hit(self, key: str) -> None:
         """Count one request for `key`. Raises TooManyRequests with the seconds to wait."""
@@ -29,6 +31,6 @@ class RateLimiter:
         reset_at = self._limiter.get_window_stats(self.rate, key).reset_time
         retry_after = max(1, math.ceil(reset_at - time.time()))
         raise TooManyRequests(
-            f"You have used your quota of runs ({self.rate}); try again in {retry_after} s.",
+            f"{self.used_up} ({self.rate}); try again in {retry_after} s.",
             retry_after,
         )

@@ -14,7 +14,8 @@ class Services:
     settings: Settings
     store: Store
     runs: RunManager
-    execute_quota: RateLimiter
+    execute_quota: RateLimiter  # per user
+    webhook_quota: RateLimiter  # per workflow
 
 
 def services(request: Request) -> Services:

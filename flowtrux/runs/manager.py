@@ -70,9 +70,15 @@ class RunManager:
     _ends_wait_until: float = attrs.field(default=math.inf, init=False)  # for the store
 
     async def start(
-        self, workflow: Workflow, body: dict[str, Any], *, started_by: str | None
+        self,
+        workflow: Workflow,
+        body: dict[str, Any],
+        *,
+        started_by: str | None,
+        trigger: str = "manual",
     ) -> Run:
-        """Store a RUNNING execution and start running it.
+        """Store a RUNNING execution (`trigger`: how it was started, `manual` or `webhook`) and
+        start running it.
 
         Raises ShuttingDown (also when the shutdown begins while its row waits for the store),
         TooManyRequests, StoreUnavailable (also while the journal cannot store what runs
@@ -91,7 +97,7 @@ class RunManager:
                         workflow.id,
                         workflow.workspace_id,
                         workflow.name,
-                        "manual",
+                        trigger,
                         trigger_data(run.graph.trigger.config.get("staticData", {}), body),
                         started_by,
                         self.process_id,
@@ -132,10 +138,15 @@ class RunManager:
         if run.status is not RunStatus.RUNNING or run.background:
             return
         if run.continue_on_disconnect:
-            run.background = True
-            self.journal.append(Backgrounded(run.execution_id))
+            self.background(run)
         else:
             run.cancel(CANCELLED_BY_USER)
+
+    def background(self, run: Run) -> None:
+        """`run` goes on with nobody waiting for it (`background: true` in the history)."""
+        if run.status is RunStatus.RUNNING and not run.background:
+            run.background = True
+            self.journal.append(Backgrounded(run.execution_id))
 
     async def stop(self, execution_id: str) -> Stopping:
         """The Stop button, wherever the run is. A run of this process is cancelled. A RUNNING

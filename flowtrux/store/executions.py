@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -266,6 +267,23 @@ class ExecutionStore:
                 size += len(log)
                 position = row["position"]
             return LogPage(b",".join(logs), position, complete=True)
+
+        return await self.db.read(fetch)
+
+    async def last_output(self, execution_id: str) -> bytes | None:
+        """The output (stored JSON, UTF-8) of the node that succeeded last; None when none did.
+        Read where it is stored: the logs are parsed there, one at a time, from the last."""
+
+        def fetch(conn: Connection) -> bytes | None:
+            rows = conn.execute(
+                "SELECT log FROM node_logs WHERE execution_id = :id ORDER BY position DESC",
+                {"id": execution_id},
+            )
+            for row in rows:
+                log = json.loads(row["log"])
+                if log.get("status") == "success":
+                    return utf8(dumps(log.get("output")))
+            return None
 
         return await self.db.read(fetch)
 

@@ -122,6 +122,29 @@ class WorkflowStore:
         row = await self.db.write(change)
         return None if row is None else Workflow.from_row(row)
 
+    async def set_webhook_token_hash(self, workflow_id: str, token_hash: str) -> None:
+        """Store the hash of the workflow's new webhook token, voiding the old one."""
+
+        def change(conn: Connection) -> None:
+            conn.execute(
+                "UPDATE workflows SET webhook_token_hash = :hash WHERE id = :id",
+                {"id": workflow_id, "hash": token_hash},
+            )
+
+        await self.db.write(change)
+
+    async def webhook_token_hash(self, workflow_id: str) -> str | None:
+        """The hash of the workflow's webhook token; None when it has none (or no such
+        workflow)."""
+
+        def query(conn: Connection) -> str | None:
+            row = conn.execute(
+                "SELECT webhook_token_hash FROM workflows WHERE id = :id", {"id": workflow_id}
+            ).fetchone()
+            return None if row is None else row["webhook_token_hash"]
+
+        return await self.db.read(query)
+
     async def delete(self, workflow_id: str) -> None:
         await self.db.write(
             lambda conn: conn.execute("DELETE FROM workflows WHERE id = :id", {"id": workflow_id})

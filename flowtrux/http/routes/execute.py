@@ -51,11 +51,14 @@ async def execute(request: Request) -> Response:
 
 
 class RunResultResponse(Response):
-    """Waits for the run's end, watching for a disconnect meanwhile, then answers in JSON."""
+    """Waits for the run's end, watching for a disconnect meanwhile, then answers in JSON: the
+    run (`execute`'s body), or with `last_node_only` the output of the node that succeeded last
+    alone (a webhook's `lastNode`; a run that did not complete still answers the run)."""
 
-    def __init__(self, found: Services, run: Run) -> None:
+    def __init__(self, found: Services, run: Run, *, last_node_only: bool = False) -> None:
         self.found = found
         self.run = run
+        self.last_node_only = last_node_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -72,6 +75,10 @@ class RunResultResponse(Response):
         if execution is None or execution.summary.status is RunStatus.RUNNING:
             raise EndNotStored(self.run.execution_id)
         summary = execution.summary
+        if self.last_node_only and summary.status is RunStatus.COMPLETED:
+            output = await executions.last_output(summary.id)
+            await Response(output or b"null", media_type="application/json")(scope, receive, send)
+            return
         fields = {
             "success": summary.status is RunStatus.COMPLETED,
             "executionId": summary.id,
