@@ -1,5 +1,11 @@
 """This process's lease, the end of runs whose process stopped without ending them, and the
-Stop requests other processes left for this one's runs."""
+Stop requests other processes left for this one's runs.
+
+The requests are read from the store every `STOP_POLL_S` while this process has runs (an
+indexed read of its RUNNING executions): a Stop sent to another process reaches the run within
+about that. A store with notifications (PostgreSQL's LISTEN/NOTIFY) can wake the same loop
+instead of the timer.
+"""
 
 import logging
 from collections.abc import Awaitable, Callable
@@ -17,28 +23,51 @@ from flowtrux.timestamps import utc_now
 logger = logging.getLogger(__name__)
 
 StopRun = Callable[[str], Awaitable[object]]
+STOP_POLL_S = 0.1
 
 
 async def keep_lease(
     processes: ProcessStore,
     process_id: str,
     lease_s: float,
-    stop: StopRun,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Every third of the lease: renew it, end the runs of lapsed processes, and `stop` the runs
-    of this process that another one was asked to stop."""
-    await _renew_and_recover(processes, process_id, lease_s, stop)
+    """Every third of the lease: renew it, and end the runs of lapsed processes."""
+    await _renew_and_recover(processes, process_id, lease_s)
     task_status.started()
     while True:
         await trio.sleep(lease_s / 3)
         try:
-            await _renew_and_recover(processes, process_id, lease_s, stop)
+            await _renew_and_recover(processes, process_id, lease_s)
         except StoreUnavailable as exc:
             logger.warning("could not renew the process lease: %s", exc.cause)
         except Exception:
             logger.exception("could not renew the process lease")
+
+
+async def follow_stop_requests(
+    processes: ProcessStore,
+    process_id: str,
+    has_runs: Callable[[], bool],
+    stop: StopRun,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """`stop` each run of this process that another process was asked to stop, within about
+    `STOP_POLL_S` of the request."""
+    task_status.started()
+    while True:
+        await trio.sleep(STOP_POLL_S)
+        if not has_runs():
+            continue
+        try:
+            requested = await processes.stops_requested(process_id)
+        except StoreUnavailable:
+            continue  # the journal reports the outage; the next look will do
+        for execution_id in requested:
+            logger.info("stopping execution %s, as asked through another process", execution_id)
+            await stop(execution_id)
 
 
 async def end_if_orphaned(
@@ -55,14 +84,10 @@ async def end_if_orphaned(
     return ended
 
 
-async def _renew_and_recover(
-    processes: ProcessStore, process_id: str, lease_s: float, stop: StopRun
-) -> None:
+async def _renew_and_recover(processes: ProcessStore, process_id: str, lease_s: float) -> None:
     await processes.renew(process_id)
     for execution_id in await processes.orphaned_runs(_lapsed_before(lease_s)):
         await end_if_orphaned(processes, execution_id, lease_s)
-    for execution_id in await processes.stops_requested(process_id):
-        await stop(execution_id)
 
 
 def _lapsed_before(lease_s: float) -> datetime:

@@ -26,7 +26,7 @@ from flowtrux.outbound.client import Outbound
 from flowtrux.runs.feed import Feed
 from flowtrux.runs.hub import SUBSCRIBER_BYTES, Hub
 from flowtrux.runs.journal import Journal, Recorder
-from flowtrux.runs.leases import end_if_orphaned, keep_lease
+from flowtrux.runs.leases import end_if_orphaned, follow_stop_requests, keep_lease
 from flowtrux.runs.outcome import CANCELLED_BY_SHUTDOWN, CANCELLED_BY_USER, Outcome
 from flowtrux.runs.run import Run
 from flowtrux.store.executions import Backgrounded, ExecutionStore, NewExecution
@@ -286,8 +286,13 @@ async def open_run_manager(
                     runs,
                 )
                 journal.on_refused = manager.fail
+                await services.start(keep_lease, store.processes, process_id, settings.lease_s)
                 await services.start(
-                    keep_lease, store.processes, process_id, settings.lease_s, manager.stop
+                    follow_stop_requests,
+                    store.processes,
+                    process_id,
+                    lambda: bool(manager.running()),
+                    manager.stop,
                 )
                 try:
                     yield manager
