@@ -19,6 +19,7 @@ from flowtrux.access import Role
 from flowtrux.config import ENV_PREFIX, InvalidSetting, Settings
 from flowtrux.http.app import create_app
 from flowtrux.http.serve import graceful_shutdown, hypercorn_config, serve
+from flowtrux.http.workers import serve_workers
 from flowtrux.logs import configure_logging
 from flowtrux.passwords import hash_password
 from flowtrux.store.store import UnsupportedDatabase, open_store, sqlite_path
@@ -36,6 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flowtrux: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if getattr(args, "workers", 1) > 1:
+        try:
+            return serve_workers(settings, args.config, _bind(args), args.workers)
+        except OSError as exc:  # e.g. the port is taken
+            print(f"flowtrux: cannot serve: {exc}", file=sys.stderr)
+            return 1
     try:
         return int(trio.run(args.command, args, settings) or 0)
     except ExceptionGroup as group:
@@ -69,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
         sub = command(name, handler, help)
         sub.add_argument("--host", default=None, help="default: hypercorn.toml's bind or 127.0.0.1")
         sub.add_argument("--port", type=int, default=None, help="default: 8000")
+        if name == "serve":
+            sub.add_argument(
+                "--workers", type=_positive, default=1, help="processes serving (default: 1)"
+            )
 
     users = commands.add_parser("users", help="manage users").add_subparsers(required=True)
     create = users.add_parser("create", help="create a user, or add one to a workspace")
@@ -81,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--workspace", required=True)
     create.add_argument("--role", required=True, choices=[role.value for role in Role])
     return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a number of processes, 1 or more, not {text!r}")
+    return int(text)
 
 
 def _bind(args: argparse.Namespace) -> str | None:

@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
 
-import hypercorn.trio
 import trio
-from hypercorn.config import Config
+from hypercorn.config import Config, Sockets
+from hypercorn.trio.run import worker_serve
 from hypercorn.typing import Framework
+from hypercorn.utils import wrap_app  # as hypercorn.trio.serve does, which takes no sockets
 from starlette.applications import Starlette
 
 from flowtrux import gil, memory
@@ -45,15 +46,21 @@ async def serve(
     config: Config,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]],
+    sockets: Sockets | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `app` until `shutdown_trigger` returns; `task_status` gets the bound URLs."""
+    """Serve `app` until `shutdown_trigger` returns, on `sockets` (bound by a parent process)
+    or on the config's binds; `task_status` gets the bound URLs."""
     hypercorn_fixes.apply()
     memory.return_large_blocks()
     gil.hand_back_soon()
     framework = cast(Framework, app)  # Starlette is an ASGI app; hypercorn's types are narrower
-    await hypercorn.trio.serve(
-        framework, config, shutdown_trigger=shutdown_trigger, task_status=task_status
+    await worker_serve(
+        wrap_app(framework, config.wsgi_max_body_size, None),
+        config,
+        sockets=sockets,
+        shutdown_trigger=shutdown_trigger,
+        task_status=task_status,
     )
 
 

@@ -14,6 +14,7 @@ by its process, or by the lease rules once that process is gone (see leases.py).
 process that is no longer live here was given up (its end could not be stored): nothing follows.
 """
 
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
@@ -27,6 +28,7 @@ from flowtrux.runs.hub import Hub, Subscription
 from flowtrux.store.executions import PAGE_BYTES, EventPage, ExecutionStore, StoredEvent
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 @attrs.define(eq=False)
@@ -39,6 +41,7 @@ class Feed:
     page_bytes: int = PAGE_BYTES
     _live: Subscription | None = attrs.field(default=None, init=False)
     _page: deque[StoredEvent] = attrs.field(factory=deque, init=False)
+    _followed_elsewhere: bool = attrs.field(default=False, init=False)  # said so in the log
     _ended: bool = attrs.field(default=False, init=False)
     _elsewhere: bool = attrs.field(default=False, init=False)  # another process's RUNNING run
     _polls: Iterator[float] = attrs.field(factory=lambda: _poll_pauses(), init=False)
@@ -108,6 +111,10 @@ class Feed:
         if not page.events and live is None and not elsewhere:
             self._ended = True
             raise trio.EndOfChannel
+        if elsewhere and not self._followed_elsewhere:
+            self._followed_elsewhere = True
+            logger.info("following execution %s through the store: another process runs it",
+                        self.execution_id)  # fmt: skip
         self._elsewhere = elsewhere and not page.events
         if self._elsewhere:
             self._next_poll_at = trio.current_time() + next(self._polls)

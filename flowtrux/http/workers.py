@@ -1,0 +1,125 @@
+"""`flowtrux serve --workers N`: N processes serving one port and one store.
+
+The parent applies the migrations once, binds the sockets (hypercorn's `create_sockets`), and
+starts N worker processes, spawned, each in a process group of its own, so that a terminal's
+Ctrl+C reaches the parent alone. Each worker serves as `flowtrux serve` does, with its own run
+manager, lease and outbound clients: it owns the runs it starts; Stop and `/events` reach them
+from any worker through the store. The parent passes each SIGINT or SIGTERM on to every worker
+as SIGTERM (the first drains their runs, a second stops waiting for the store) and returns once
+all have exited. A worker that exits on its own, without a signal, is started again (its runs
+are ended INTERRUPTED by the lease rules).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import FrameType
+
+import attrs
+import trio
+from hypercorn.config import Sockets
+
+from flowtrux.config import Settings
+from flowtrux.http.app import create_app
+from flowtrux.http.serve import graceful_shutdown, hypercorn_config, serve
+from flowtrux.logs import configure_logging
+from flowtrux.store.migrations import apply_migrations
+
+logger = logging.getLogger(__name__)
+
+MIN_LIFETIME_S = 5.0  # a worker that fails sooner is not started again: it would fail again
+
+
+@attrs.frozen
+class WorkerPlan:
+    """What a worker needs to serve (it is pickled into the spawned process)."""
+
+    settings: Settings
+    config_file: Path | None
+    bind: str | None
+    sockets: Sockets
+
+
+def serve_workers(settings: Settings, config_file: Path | None, bind: str | None, n: int) -> int:
+    """Serve with `n` worker processes until a signal; 0, or the exit code of a worker that
+    failed."""
+    apply_migrations(settings.database_url)  # once, before workers open the store together
+    sockets = hypercorn_config(config_file, bind, settings).create_sockets()
+    supervisor = _Supervisor(WorkerPlan(settings, config_file, bind, sockets), n)
+    signal.signal(signal.SIGINT, supervisor.pass_on)
+    signal.signal(signal.SIGTERM, supervisor.pass_on)
+    try:
+        return supervisor.run()
+    finally:
+        for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+            sock.close()
+
+
+@attrs.define
+class _Supervisor:
+    plan: WorkerPlan
+    n: int
+    _context: multiprocessing.context.SpawnContext = attrs.field(
+        factory=lambda: multiprocessing.get_context("spawn"), init=False
+    )
+    _workers: list[tuple[BaseProcess, float]] = attrs.field(factory=list, init=False)
+    _stopping: bool = attrs.field(default=False, init=False)
+    _ended: set[BaseProcess] = attrs.field(factory=set, init=False)
+
+    def run(self) -> int:
+        self._workers = [self._start(number) for number in range(self.n)]
+        exit_code = 0
+        while alive := [process for process, _ in self._workers if process.exitcode is None]:
+            wait([process.sentinel for process in alive])
+            for number, (process, started) in enumerate(self._workers):
+                if process.exitcode is None or process in self._ended:
+                    continue
+                self._ended.add(process)
+                if process.exitcode != 0:
+                    exit_code = process.exitcode if process.exitcode > 0 else 1
+                if self._stopping:
+                    continue
+                if time.monotonic() - started < MIN_LIFETIME_S:
+                    logger.error("worker %d failed as it started: stopping the others", number)
+                    self.pass_on(signal.SIGTERM, None)
+                    continue
+                logger.error("worker %d exited (%s): starting it again", number, process.exitcode)
+                self._workers[number] = self._start(number)
+        return exit_code
+
+    def pass_on(self, signum: int, frame: FrameType | None) -> None:
+        """A signal for the server: every worker gets SIGTERM."""
+        self._stopping = True
+        for process, _ in self._workers:
+            if process.pid is not None and process.exitcode is None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    def _start(self, number: int) -> tuple[BaseProcess, float]:
+        process = self._context.Process(
+            target=run_worker, args=(self.plan,), name=f"flowtrux-worker-{number}"
+        )
+        process.start()
+        return process, time.monotonic()
+
+
+def run_worker(plan: WorkerPlan) -> None:
+    """A worker process: serve until SIGTERM (from the parent), draining runs first."""
+    os.setpgrp()  # a terminal's Ctrl+C goes to the parent, which passes it on once
+    configure_logging(plan.settings.log_level)
+    trio.run(_serve, plan)
+
+
+async def _serve(plan: WorkerPlan) -> None:
+    app = create_app(plan.settings)
+    config = hypercorn_config(plan.config_file, plan.bind, plan.settings)
+    for sock in (*plan.sockets.secure_sockets, *plan.sockets.insecure_sockets):
+        sock.listen(config.backlog)  # as hypercorn's own workers do
+    async with graceful_shutdown(app) as shutdown_trigger:
+        await serve(app, config, shutdown_trigger=shutdown_trigger, sockets=plan.sockets)

@@ -1,0 +1,117 @@
+"""`flowtrux serve --workers 2` as a real process: one port, one store, two workers. A Stop that
+lands on the worker that does not run the run reaches it within 250 ms; an observer on either
+worker follows a run live, no gap, no duplicate; SIGTERM drains both workers' runs."""
+
+import re
+import signal
+import statistics
+from contextlib import aclosing
+from pathlib import Path
+
+import httpx
+import trio
+from httpx_sse import ServerSentEvent, aconnect_sse
+
+from tests.e2e.processes import create_workflow, flowtrux, running, server_env
+from tests.support import chain, delay, trigger
+
+STOPS = 20
+REMOTE_STOP = re.compile(rb"stopping execution (exec-[0-9a-f]+), as asked through another")
+FOLLOWED = re.compile(rb"following execution (exec-[0-9a-f]+) through the store")
+
+
+async def stop_once(url: str, cookies: httpx.Cookies, workflow_id: str) -> tuple[str, float]:
+    """Start a run on one connection, Stop it on another (each lands on either worker); the
+    run's id and the time from the Stop's request to the stream's `cancelled`."""
+    stream_url = f"/api/workflows/{workflow_id}/execute/stream"
+    async with (
+        httpx.AsyncClient(base_url=url, cookies=cookies, timeout=10) as runner,
+        aconnect_sse(runner, "POST", stream_url, json={}) as source,
+        aclosing(source.aiter_sse()) as events,
+    ):
+        seen = [await anext(events), await anext(events), await anext(events)]
+        while seen[-1].event != "node_start" or seen[-1].json()["nodeId"] != "wait":
+            seen.append(await anext(events))
+        execution_id = seen[0].json()["executionId"]
+        async with httpx.AsyncClient(base_url=url, cookies=cookies) as stopper:
+            pressed = trio.current_time()
+            stop = await stopper.post(f"/api/executions/{execution_id}/cancel")
+        assert stop.status_code == 202, stop.text
+        rest = [event async for event in events]
+        ended = trio.current_time()
+    assert [event.event for event in rest] == ["node_complete", "cancelled"]
+    assert rest[0].json()["status"] == "cancelled"
+    return execution_id, ended - pressed
+
+
+async def test_a_stop_through_either_worker_reaches_the_run_within_250_ms(
+    tmp_path: Path,
+) -> None:
+    env = await server_env(tmp_path)
+    serving = running(flowtrux("serve", "--workers", "2", "--port", "0"), env, tmp_path)
+    async with serving as (process, url, output), httpx.AsyncClient(base_url=url) as owner:
+        workflow_id = await create_workflow(owner, chain(trigger(), delay("wait", 30_000)))
+        latencies: dict[str, float] = {}
+        for _ in range(3 * STOPS):
+            execution_id, latency = await stop_once(url, owner.cookies, workflow_id)
+            latencies[execution_id] = latency
+            remote = {found.decode() for found in REMOTE_STOP.findall(output)}
+            if len(latencies) >= STOPS and 0 < len(remote) < len(latencies):
+                break
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(20):
+            assert await process.wait() == 0
+
+    remote_latencies = [latencies[execution_id] for execution_id in remote]
+    local = [latency for execution_id, latency in latencies.items() if execution_id not in remote]
+    p99 = max(remote_latencies)  # of fewer than 100, the worst
+    print(
+        f"\n{len(latencies)} Stops, {len(remote)} through the other worker: median"
+        f" {statistics.median(remote_latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms;"
+        f" through the owner: worst {max(local) * 1000:.0f} ms"
+    )
+    assert remote, "a Stop went through the other worker"
+    assert local, "a Stop went through the owner"
+    assert p99 < 0.25
+
+
+async def test_observers_on_either_worker_follow_a_run_without_gap_or_duplicate(
+    tmp_path: Path,
+) -> None:
+    env = await server_env(tmp_path)
+    steps = [delay(f"d{i}", 150) for i in range(6)]
+    serving = running(flowtrux("serve", "--workers", "2", "--port", "0"), env, tmp_path)
+    async with serving as (process, url, output), httpx.AsyncClient(base_url=url) as owner:
+        workflow_id = await create_workflow(owner, chain(trigger(), *steps))
+        stream_url = f"/api/workflows/{workflow_id}/execute/stream"
+        observed: list[list[ServerSentEvent]] = []
+
+        async def observe(execution_id: str, by_query: bool) -> None:
+            events_url = f"/api/executions/{execution_id}/events"
+            params = {"lastEventId": "1"} if by_query else {}
+            headers = {} if by_query else {"Last-Event-ID": "1"}
+            async with (
+                httpx.AsyncClient(base_url=url, cookies=owner.cookies, timeout=10) as client,
+                aconnect_sse(client, "GET", events_url, params=params, headers=headers) as source,
+            ):
+                observed.append([event async for event in source.aiter_sse()])
+
+        async with (
+            aconnect_sse(owner, "POST", stream_url, json={}) as source,
+            aclosing(source.aiter_sse()) as stream,
+            trio.open_nursery() as nursery,
+        ):
+            events = [await anext(stream)]
+            execution_id = events[0].json()["executionId"]
+            for number in range(8):
+                nursery.start_soon(observe, execution_id, number % 2 == 0)
+            events += [event async for event in stream]
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(20):
+            await process.wait()
+
+    assert events[-1].event == "complete"
+    expected = [(event.id, event.event, event.data) for event in events[1:]]
+    for seen in observed:
+        assert [(event.id, event.event, event.data) for event in seen] == expected
+    assert execution_id.encode() in FOLLOWED.findall(output), "an observer was on the other worker"
