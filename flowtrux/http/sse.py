@@ -11,6 +11,7 @@ import trio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from flowtrux import metrics
 from flowtrux.http.disconnect import cancel_on_disconnect
 from flowtrux.runs.feed import Feed
 from flowtrux.store.executions import StoredEvent
@@ -50,6 +51,7 @@ class EventStreamResponse(Response):
         self.init_headers(stream_headers(http_version))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics.open_streams.inc()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(cancel_on_disconnect, receive, nursery.cancel_scope)
@@ -60,6 +62,7 @@ class EventStreamResponse(Response):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 nursery.cancel_scope.cancel()
         finally:
+            metrics.open_streams.dec()
             self.feed.close()
             if self.on_close is not None:
                 self.on_close()
@@ -75,6 +78,7 @@ class EventStreamResponse(Response):
                 await _send_body(send, KEEPALIVE)
                 continue
             await _send_body(send, frame(event))
+            metrics.events_sent.inc()
             if event.terminal:
                 return
 

@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import tempfile
 import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -25,11 +26,13 @@ from types import FrameType
 import attrs
 import trio
 from hypercorn.config import Sockets
+from prometheus_client import multiprocess
 
 from flowtrux.config import Settings
 from flowtrux.http.app import create_app
 from flowtrux.http.serve import graceful_shutdown, hypercorn_config, serve
 from flowtrux.logs import configure_logging
+from flowtrux.metrics import MULTIPROCESS_DIR
 from flowtrux.store.migrations import apply_migrations
 
 logger = logging.getLogger(__name__)
@@ -55,11 +58,13 @@ def serve_workers(settings: Settings, config_file: Path | None, bind: str | None
     supervisor = _Supervisor(WorkerPlan(settings, config_file, bind, sockets), n)
     signal.signal(signal.SIGINT, supervisor.pass_on)
     signal.signal(signal.SIGTERM, supervisor.pass_on)
-    try:
-        return supervisor.run()
-    finally:
-        for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
-            sock.close()
+    with tempfile.TemporaryDirectory(prefix="flowtrux-metrics-") as metrics_dir:
+        os.environ[MULTIPROCESS_DIR] = metrics_dir  # the workers add up their metrics there
+        try:
+            return supervisor.run()
+        finally:
+            for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+                sock.close()
 
 
 @attrs.define
@@ -82,6 +87,7 @@ class _Supervisor:
                 if process.exitcode is None or process in self._ended:
                     continue
                 self._ended.add(process)
+                multiprocess.mark_process_dead(process.pid)  # type: ignore[no-untyped-call]
                 if process.exitcode != 0:
                     exit_code = process.exitcode if process.exitcode > 0 else 1
                 if self._stopping:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 import attrs
 import trio
 
+from flowtrux import metrics
 from flowtrux.backoff import pauses
 from flowtrux.engine.events import NodeCompleted, NodeDelta, NodeEvent, NodeSkipped, NodeStarted
 from flowtrux.errors import StoreUnavailable
@@ -150,6 +151,7 @@ class Journal:
         raised). Raises what the store raised when it refused them."""
         full = 0
         for pause in pauses(0.05, 2.0):
+            started = trio.current_time()
             try:
                 appended = await self.store.append(records)
             except StoreUnavailable as exc:
@@ -162,6 +164,8 @@ class Journal:
                 raise
             else:
                 self._note_available()
+                metrics.commit_records.observe(len(records))
+                metrics.commit_seconds.observe(trio.current_time() - started)
                 return appended
             await trio.sleep(pause)
         raise AssertionError("pauses() never ends")
@@ -297,6 +301,8 @@ class Recorder:
             case NodeDelta(node_id, delta, attempt):
                 self._event("node_delta", {"nodeId": node_id, "delta": delta, "attempt": attempt})
             case NodeCompleted(log):
+                seconds = (log.duration_ms or 0) / 1000
+                metrics.node_seconds.labels(log.node_type, log.status.value).observe(seconds)
                 payload = payloads.log_payload(log)
                 self._event("node_complete", payload)
                 self._log(log.node_id, payload)

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import trio
 
+from flowtrux import metrics
 from flowtrux.engine.nodes.trigger import trigger_data
 from flowtrux.engine.scheduler import Limits, RunFailed, execute
 from flowtrux.engine.states import RUN_TRANSITIONS, RunStatus, transition
@@ -110,6 +111,7 @@ class RunManager:
         if run.starting.cancelled_caught:  # the shutdown began: its row was not written
             self._never_started(run)
             raise ShuttingDown()
+        metrics.runs_started.labels(trigger).inc()
         self.hub.open(run.execution_id)
         self._nursery.start_soon(self._drive, run, name=f"run {run.execution_id}")
         return run
@@ -159,6 +161,8 @@ class RunManager:
         if run is not None:
             if run.status is not RunStatus.RUNNING:
                 return Stopping.ENDED
+            if run.stop_pressed_at is None:
+                run.stop_pressed_at = trio.current_time()
             run.cancel(CANCELLED_BY_USER)
             return Stopping.CANCELLING
         here, lease_s = self.process_id, self.settings.lease_s
@@ -248,6 +252,10 @@ class RunManager:
         with trio.CancelScope(shield=True, deadline=self._ends_wait_until) as ending:
             run.ending = ending
             await recorder.finish(outcome, round(elapsed_s * 1000))
+        if not ending.cancelled_caught:
+            metrics.runs_ended.labels(outcome.status.value).inc()
+            if outcome.is_cancelled and run.stop_pressed_at is not None:
+                metrics.stop_seconds.observe(trio.current_time() - run.stop_pressed_at)
         if ending.cancelled_caught:
             logger.error(
                 "run %s: its end could not be stored before shutdown; a later process ends it"

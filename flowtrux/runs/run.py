@@ -21,6 +21,7 @@ class Run:
     background: bool = False
     status: RunStatus = RunStatus.RUNNING
     ending: trio.CancelScope | None = None  # the shielded wait for its end to be stored
+    stop_pressed_at: float | None = None  # when a Stop reached this process (trio's clock)
     finished: trio.Event = attrs.field(factory=trio.Event)
 
     @property

@@ -1,11 +1,13 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and the metrics."""
 
 import logging
 
+import trio
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from flowtrux import metrics
 from flowtrux.errors import StoreUnavailable
 from flowtrux.http.json_response import JSONResponse
 from flowtrux.http.services import services
@@ -36,7 +38,14 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
+async def metrics_text(request: Request) -> Response:
+    """Prometheus' text format, for every worker of this server."""
+    body, content_type = await trio.to_thread.run_sync(metrics.exposition)
+    return Response(body, media_type=content_type)
+
+
 routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics_text, methods=["GET"]),
 ]
