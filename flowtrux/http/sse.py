@@ -17,6 +17,8 @@ from flowtrux.runs.feed import Feed
 from flowtrux.store.executions import StoredEvent
 
 KEEPALIVE = b": keepalive\n\n"
+RETRY_MS = 3_000
+RETRY_HINT = f"retry: {RETRY_MS}\n".encode()  # part of the first event's block
 
 
 def frame(event: StoredEvent) -> bytes:
@@ -68,6 +70,7 @@ class EventStreamResponse(Response):
                 self.on_close()
 
     async def _send_events(self, send: Send) -> None:
+        hint = RETRY_HINT  # with the first event: how long a browser waits to reconnect
         while True:
             with trio.move_on_after(self.keepalive_s) as silence:
                 try:
@@ -77,7 +80,8 @@ class EventStreamResponse(Response):
             if silence.cancelled_caught:
                 await _send_body(send, KEEPALIVE)
                 continue
-            await _send_body(send, frame(event))
+            await _send_body(send, hint + frame(event))
+            hint = b""
             metrics.events_sent.inc()
             if event.terminal:
                 return

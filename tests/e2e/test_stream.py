@@ -284,3 +284,18 @@ async def test_a_silent_stream_sends_keepalive_comments(
     assert names[-1] == "complete"
     data = [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data: ")]
     assert data[-1]["success"] is True
+
+
+async def test_a_stream_starts_with_a_retry_hint_in_its_first_event(
+    owner: httpx.AsyncClient, create_workflow: CreateWorkflow
+) -> None:
+    """A browser's EventSource waits that long before reconnecting; the hint is part of the
+    first event's block, so no client sees an event more."""
+    workflow_id = await create_workflow(TRIAGE)
+    async with owner.stream("POST", stream_url(workflow_id), json={}) as streamed:
+        text = (await streamed.aread()).decode()
+    assert text.startswith("retry: 3000\nid: 1\nevent: start\n")
+    assert text.count("retry:") == 1
+    execution_id = json.loads(text.split("data: ", 1)[1].split("\n", 1)[0])["executionId"]
+    replayed = await owner.get(f"/api/executions/{execution_id}/events")
+    assert replayed.text.startswith("retry: 3000\nid: 1\nevent: start\n")
