@@ -97,6 +97,7 @@ class Settings:
     max_run_log_bytes: int = attrs.field(default=64 * 1024 * 1024, validator=_positive)
     keepalive_s: float = attrs.field(default=15.0, validator=_positive)
     lease_s: float = attrs.field(default=30.0, validator=_positive)
+    retention_days: float = attrs.field(default=30.0, validator=_positive)
     request_timeout_s: float = attrs.field(default=30.0, validator=_positive)
     max_connections: int = attrs.field(
         factory=max_connections_allowed, validator=[_positive, _under_fd_limit]

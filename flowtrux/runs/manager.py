@@ -29,6 +29,7 @@ from flowtrux.runs.hub import SUBSCRIBER_BYTES, Hub
 from flowtrux.runs.journal import Journal, Recorder
 from flowtrux.runs.leases import end_if_orphaned, follow_stop_requests, keep_lease
 from flowtrux.runs.outcome import CANCELLED_BY_SHUTDOWN, CANCELLED_BY_USER, Outcome
+from flowtrux.runs.retention import keep_pruning
 from flowtrux.runs.run import Run
 from flowtrux.store.executions import Backgrounded, ExecutionStore, NewExecution
 from flowtrux.store.processes import ProcessStore
@@ -46,6 +47,7 @@ class RunSettings:
     subscriber_bytes: int = SUBSCRIBER_BYTES
     shutdown_finish_s: float = 10.0  # at shutdown, how long a run's end may wait for the store
     lease_s: float = 30.0
+    retention_days: float = 30.0
 
 
 class Stopping(enum.Enum):
@@ -295,6 +297,7 @@ async def open_run_manager(
                 )
                 journal.on_refused = manager.fail
                 await services.start(keep_lease, store.processes, process_id, settings.lease_s)
+                await services.start(keep_pruning, store, settings.retention_days)
                 await services.start(
                     follow_stop_requests,
                     store.processes,

@@ -270,6 +270,20 @@ class ExecutionStore:
 
         return await self.db.read(fetch)
 
+    async def prune_ended_before(self, cutoff: datetime, batch: int) -> int:
+        """Delete at most `batch` executions that ended before `cutoff`, with their events and
+        logs (by cascade), in one transaction; how many were deleted."""
+
+        def prune(conn: Connection) -> int:
+            deleted: int = conn.execute(
+                "DELETE FROM executions WHERE id IN (SELECT id FROM executions"
+                " WHERE status != 'RUNNING' AND finished_at < :cutoff LIMIT :batch)",
+                {"cutoff": to_iso(cutoff), "batch": batch},
+            ).rowcount
+            return deleted
+
+        return await self.db.write(prune)
+
     async def last_output(self, execution_id: str) -> bytes | None:
         """The output (stored JSON, UTF-8) of the node that succeeded last; None when none did.
         Read where it is stored: the logs are parsed there, one at a time, from the last."""

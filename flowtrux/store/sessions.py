@@ -2,7 +2,7 @@
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import attrs
 
@@ -55,6 +55,19 @@ class SessionStore:
             ).fetchone()
         )
         return None if row is None else User.from_row(row)
+
+    async def prune_expired(self, now: datetime, batch: int) -> int:
+        """Delete at most `batch` sessions expired by `now`; how many were deleted."""
+
+        def prune(conn: Connection) -> int:
+            deleted: int = conn.execute(
+                "DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions"
+                " WHERE expires_at < :now LIMIT :batch)",
+                {"now": to_iso(now), "batch": batch},
+            ).rowcount
+            return deleted
+
+        return await self.db.write(prune)
 
     async def delete(self, token: str) -> None:
         await self.db.write(

@@ -1,0 +1,2 @@
+DROP INDEX executions_ended;
+DROP INDEX sessions_by_expiry;
