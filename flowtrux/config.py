@@ -98,6 +98,7 @@ class Settings:
     keepalive_s: float = attrs.field(default=15.0, validator=_positive)
     lease_s: float = attrs.field(default=30.0, validator=_positive)
     retention_days: float = attrs.field(default=30.0, validator=_positive)
+    callback_secret: str = ""  # completion callbacks of background runs are off without it
     request_timeout_s: float = attrs.field(default=30.0, validator=_positive)
     max_connections: int = attrs.field(
         factory=max_connections_allowed, validator=[_positive, _under_fd_limit]

@@ -30,6 +30,7 @@ def run_settings(settings: Settings) -> RunSettings:
         max_runs_per_workspace=settings.max_runs_per_workspace,
         lease_s=settings.lease_s,
         retention_days=settings.retention_days,
+        callback_secret=settings.callback_secret,
     )
 
 

@@ -72,4 +72,5 @@ def execution_view(execution: StoredExecution) -> dict[str, Any]:
         **execution_summary_view(execution.summary),
         "triggerData": RawJson(execution.trigger_data),
         "output": RawJson(execution.output),
+        "callbacks": RawJson(execution.callbacks),
     }

@@ -24,6 +24,8 @@ from flowtrux.engine.states import RUN_TRANSITIONS, RunStatus, transition
 from flowtrux.errors import ShuttingDown, StoreUnavailable, TooManyRequests
 from flowtrux.ids import new_id
 from flowtrux.outbound.client import Outbound
+from flowtrux.runs import payloads
+from flowtrux.runs.callbacks import Callbacks
 from flowtrux.runs.feed import Feed
 from flowtrux.runs.hub import SUBSCRIBER_BYTES, Hub
 from flowtrux.runs.journal import Journal, Recorder
@@ -48,6 +50,7 @@ class RunSettings:
     shutdown_finish_s: float = 10.0  # at shutdown, how long a run's end may wait for the store
     lease_s: float = 30.0
     retention_days: float = 30.0
+    callback_secret: str = ""  # completion callbacks are off without it
 
 
 class Stopping(enum.Enum):
@@ -69,6 +72,7 @@ class RunManager:
     outbound: Outbound | None  # the HTTP clients of `http` and `agent` nodes
     _nursery: trio.Nursery
     _runs: dict[str, Run] = attrs.field(factory=dict, init=False)
+    _callbacks_going: set[trio.CancelScope] = attrs.field(factory=set, init=False)
     _closing: bool = attrs.field(default=False, init=False)
     _ends_wait_until: float = attrs.field(default=math.inf, init=False)  # for the store
 
@@ -190,6 +194,10 @@ class RunManager:
         self._wait_for_ends_until(trio.current_time() + self.settings.shutdown_finish_s)
         for run in self.running():
             run.cancel(CANCELLED_BY_SHUTDOWN)
+        if self._callbacks_going:
+            logger.warning("shutting down: %d callbacks are not made", len(self._callbacks_going))
+        for going in self._callbacks_going:
+            going.cancel()
 
     def hurry(self) -> None:
         """Stop waiting for the store (a second signal): runs whose end is not stored yet are
@@ -258,6 +266,7 @@ class RunManager:
             metrics.runs_ended.labels(outcome.status.value).inc()
             if outcome.is_cancelled and run.stop_pressed_at is not None:
                 metrics.stop_seconds.observe(trio.current_time() - run.stop_pressed_at)
+            self._call_back(run, outcome, round(elapsed_s * 1000))
         if ending.cancelled_caught:
             logger.error(
                 "run %s: its end could not be stored before shutdown; a later process ends it"
@@ -267,6 +276,27 @@ class RunManager:
             self.hub.close(run.execution_id)  # its streams end; they cannot get its end
         del self._runs[run.execution_id]
         run.finished.set()
+
+    def _call_back(self, run: Run, outcome: Outcome, duration_ms: int) -> None:
+        """A background run's trigger may name a `callbackUrl`: it gets the terminal payload."""
+        url = run.graph.trigger.config.get("callbackUrl")
+        secret, outbound = self.settings.callback_secret, self._outbound_of(run)
+        if not (run.background and url and secret and outbound and not self._closing):
+            return
+        callbacks = Callbacks(outbound, self.executions, secret)
+        payload = payloads.terminal_payload(run.execution_id, outcome, duration_ms)
+
+        async def call_back() -> None:
+            if self._closing:  # the shutdown began before this task did
+                return
+            with trio.CancelScope() as going:
+                self._callbacks_going.add(going)
+                try:
+                    await callbacks.send(run.execution_id, url, payload)
+                finally:
+                    self._callbacks_going.discard(going)
+
+        self._nursery.start_soon(call_back, name=f"callback of {run.execution_id}")
 
 
 @asynccontextmanager

@@ -149,6 +149,7 @@ class StoredExecution:
     summary: ExecutionSummary
     trigger_data: bytes
     output: bytes  # `null` until the run has ended
+    callbacks: bytes  # the tries of its completion callback, a JSON array
 
 
 @attrs.frozen
@@ -236,11 +237,12 @@ class ExecutionStore:
             found = row.fetchone()
             if found is None:
                 return None
-            output = found["output"]
+            output, callbacks = found["output"], found["callbacks"]
             return StoredExecution(
                 ExecutionSummary.from_row(found),
                 utf8(found["trigger_data"]),
                 b"null" if output is None else utf8(output),
+                b"[]" if callbacks is None else utf8(callbacks),
             )
 
         return await self.db.read(fetch)
@@ -269,6 +271,23 @@ class ExecutionStore:
             return LogPage(b",".join(logs), position, complete=True)
 
         return await self.db.read(fetch)
+
+    async def record_callback(self, execution_id: str, attempt: dict[str, Any]) -> None:
+        """Add one try of the execution's completion callback to its history."""
+
+        def add(conn: Connection) -> None:
+            row = conn.execute(
+                "SELECT callbacks FROM executions WHERE id = :id", {"id": execution_id}
+            ).fetchone()
+            if row is None:
+                return  # pruned meanwhile
+            tries = json.loads(row["callbacks"] or "[]")
+            conn.execute(
+                "UPDATE executions SET callbacks = :tries WHERE id = :id",
+                {"id": execution_id, "tries": dumps([*tries, attempt])},
+            )
+
+        await self.db.write(add)
 
     async def prune_ended_before(self, cutoff: datetime, batch: int) -> int:
         """Delete at most `batch` executions that ended before `cutoff`, with their events and

@@ -12,6 +12,7 @@ CONFIG_SCHEMA = {
         "staticData": {"type": "object"},
         "continueOnDisconnect": {"type": "boolean"},
         "webhookResponse": {"enum": ["minimal", "full", "lastNode"]},
+        "callbackUrl": {"type": "string", "minLength": 1, "maxLength": 2048},
     },
     "additionalProperties": False,
 }
