@@ -303,6 +303,18 @@ class ExecutionStore:
 
         return await self.db.write(prune)
 
+    async def succeeded(self, execution_id: str, node_id: str) -> bool:
+        """Whether the node ran in the execution and succeeded."""
+
+        def fetch(conn: Connection) -> bool:
+            row = conn.execute(
+                "SELECT log FROM node_logs WHERE execution_id = :id AND node_id = :node",
+                {"id": execution_id, "node": node_id},
+            ).fetchone()
+            return row is not None and json.loads(row["log"]).get("status") == "success"
+
+        return await self.db.read(fetch)
+
     async def last_output(self, execution_id: str) -> bytes | None:
         """The output (stored JSON, UTF-8) of the node that succeeded last; None when none did.
         Read where it is stored: the logs are parsed there, one at a time, from the last."""

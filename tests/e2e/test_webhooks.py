@@ -16,7 +16,7 @@ from tests.e2e.conftest import (
     logged_in,
     wait_until_finished,
 )
-from tests.support import chain, delay, node, transform, trigger
+from tests.support import chain, delay, node, response, transform, trigger
 
 
 def hooked(answer: str | None = None, *, wait_ms: int = 0) -> dict[str, Any]:
@@ -153,3 +153,17 @@ async def test_webhook_calls_count_against_the_workflows_rate(strict_server: Ser
     body = assert_error(answers[2], 429, "too_many_requests")
     assert body["error"].startswith("This workflow's webhook has had its quota of calls")
     assert int(answers[2].headers["retry-after"]) > 0
+
+
+@pytest.mark.parametrize("answer", ["full", "lastNode"])
+async def test_the_response_nodes_status_is_the_answers(
+    owner: httpx.AsyncClient, create_workflow: CreateWorkflow, answer: str
+) -> None:
+    start = node("trigger", "trigger", {"mode": "webhook", "webhookResponse": answer})
+    accepted = response("reply", {"queued": "{{trigger.data.order}}"})
+    accepted["config"]["status"] = 201.0  # JSON Schema's integers include 201.0
+    workflow_id = await create_workflow(chain(start, accepted))
+    called = await call(owner, workflow_id, await new_token(owner, workflow_id), {"order": 5})
+    assert called.status_code == 201, called.text
+    body = called.json()
+    assert (body if answer == "lastNode" else body["output"]) == {"queued": 5}

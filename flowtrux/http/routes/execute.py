@@ -53,12 +53,22 @@ async def execute(request: Request) -> Response:
 class RunResultResponse(Response):
     """Waits for the run's end, watching for a disconnect meanwhile, then answers in JSON: the
     run (`execute`'s body), or with `last_node_only` the output of the node that succeeded last
-    alone (a webhook's `lastNode`; a run that did not complete still answers the run)."""
+    alone (a webhook's `lastNode`; a run that did not complete still answers the run). With
+    `response_status`, a completed run answers with the `status` of the `response` node whose
+    output is the run's (the first in the document that ran), 200 when it names none."""
 
-    def __init__(self, found: Services, run: Run, *, last_node_only: bool = False) -> None:
+    def __init__(
+        self,
+        found: Services,
+        run: Run,
+        *,
+        last_node_only: bool = False,
+        response_status: bool = False,
+    ) -> None:
         self.found = found
         self.run = run
         self.last_node_only = last_node_only
+        self.response_status = response_status
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -75,9 +85,11 @@ class RunResultResponse(Response):
         if execution is None or execution.summary.status is RunStatus.RUNNING:
             raise EndNotStored(self.run.execution_id)
         summary = execution.summary
-        if self.last_node_only and summary.status is RunStatus.COMPLETED:
-            output = await executions.last_output(summary.id)
-            await Response(output or b"null", media_type="application/json")(scope, receive, send)
+        completed = summary.status is RunStatus.COMPLETED
+        status = await self._status() if completed and self.response_status else 200
+        if self.last_node_only and completed:
+            output = await executions.last_output(summary.id) or b"null"
+            await Response(output, status, media_type="application/json")(scope, receive, send)
             return
         fields = {
             "success": summary.status is RunStatus.COMPLETED,
@@ -87,7 +99,17 @@ class RunResultResponse(Response):
             "cancelled": summary.status is RunStatus.CANCELLED,
             "durationMs": summary.duration_ms,
         }
-        await execution_json_response(executions, summary.id, fields)(scope, receive, send)
+        answer = execution_json_response(executions, summary.id, fields)
+        answer.status_code = status
+        await answer(scope, receive, send)
+
+    async def _status(self) -> int:
+        for node in self.run.graph.nodes:
+            if node.type != "response":
+                continue
+            if await self.found.store.executions.succeeded(self.run.execution_id, node.id):
+                return int(node.config.get("status", 200))  # JSON Schema's integers: 201.0 too
+        return 200
 
 
 routes = [

@@ -41,7 +41,7 @@ async def call(request: Request) -> Response:
     if answer == "minimal":
         found.runs.background(run)
         return JSONResponse({"executionId": run.execution_id}, status_code=202)
-    return RunResultResponse(found, run, last_node_only=answer == "lastNode")
+    return RunResultResponse(found, run, last_node_only=answer == "lastNode", response_status=True)
 
 
 def _bearer(request: Request) -> str | None:
