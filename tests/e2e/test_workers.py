@@ -115,3 +115,41 @@ async def test_observers_on_either_worker_follow_a_run_without_gap_or_duplicate(
     for seen in observed:
         assert [(event.id, event.event, event.data) for event in seen] == expected
     assert execution_id.encode() in FOLLOWED.findall(output), "an observer was on the other worker"
+
+
+async def test_sigterm_to_the_parent_drains_every_workers_runs(tmp_path: Path) -> None:
+    """Streams on both workers: each gets its `cancelled` (the server is shutting down) before
+    its worker exits, and the parent exits 0 once both have."""
+    env = await server_env(tmp_path)
+    serving = running(flowtrux("serve", "--workers", "2", "--port", "0"), env, tmp_path)
+    ends: list[ServerSentEvent] = []
+    async with serving as (process, url, _), httpx.AsyncClient(base_url=url) as owner:
+        workflow_id = await create_workflow(owner, chain(trigger(), delay("wait", 30_000)))
+        stream_url = f"/api/workflows/{workflow_id}/execute/stream"
+        started = trio.Semaphore(0)
+
+        async def follow() -> None:
+            async with (
+                httpx.AsyncClient(base_url=url, cookies=owner.cookies, timeout=30) as client,
+                aconnect_sse(client, "POST", stream_url, json={}) as source,
+            ):
+                async for event in source.aiter_sse():
+                    if event.event == "node_start" and event.json()["nodeId"] == "wait":
+                        started.release()
+                    ends.append(event)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(6):
+                nursery.start_soon(follow)
+            with trio.fail_after(10):
+                for _ in range(6):
+                    await started.acquire()
+            process.send_signal(signal.SIGTERM)
+        with trio.fail_after(20):
+            assert await process.wait() == 0
+
+    cancelled = [event.json() for event in ends if event.event == "cancelled"]
+    assert len(cancelled) == 6
+    assert {end["error"] for end in cancelled} == {
+        "Execution cancelled: the server is shutting down"
+    }
