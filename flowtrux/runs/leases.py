@@ -49,18 +49,17 @@ async def keep_lease(
 async def follow_stop_requests(
     processes: ProcessStore,
     process_id: str,
-    has_runs: Callable[[], bool],
+    wait_for_runs: Callable[[], Awaitable[None]],
     stop: StopRun,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """`stop` each run of this process that another process was asked to stop, within about
-    `STOP_POLL_S` of the request."""
+    `STOP_POLL_S` of the request; idle while the process has no run."""
     task_status.started()
     while True:
+        await wait_for_runs()
         await trio.sleep(STOP_POLL_S)
-        if not has_runs():
-            continue
         try:
             requested = await processes.stops_requested(process_id)
         except StoreUnavailable:

@@ -73,6 +73,7 @@ class RunManager:
     _nursery: trio.Nursery
     _runs: dict[str, Run] = attrs.field(factory=dict, init=False)
     _callbacks_going: set[trio.CancelScope] = attrs.field(factory=set, init=False)
+    _some_runs: trio.Event = attrs.field(factory=trio.Event, init=False)  # set while it has runs
     _closing: bool = attrs.field(default=False, init=False)
     _ends_wait_until: float = attrs.field(default=math.inf, init=False)  # for the store
 
@@ -96,6 +97,7 @@ class RunManager:
             raise StoreUnavailable("the journal is waiting for the store")
         run = Run(new_id("exec"), workflow, workflow.graph, body)
         self._runs[run.execution_id] = run  # holds the slot while the row is written
+        self._some_runs.set()
         try:
             with run.starting:
                 await self.executions.create(
@@ -123,7 +125,7 @@ class RunManager:
         return run
 
     def _never_started(self, run: Run) -> None:
-        del self._runs[run.execution_id]
+        self._forget(run)
         run.finished.set()  # nothing, `drain()` included, waits for it
 
     def _check_capacity(self, workspace_id: str) -> None:
@@ -180,6 +182,15 @@ class RunManager:
 
     def running(self) -> list[Run]:
         return list(self._runs.values())
+
+    async def wait_for_runs(self) -> None:
+        """Return once this process has a run (at once if it has)."""
+        await self._some_runs.wait()
+
+    def _forget(self, run: Run) -> None:
+        del self._runs[run.execution_id]
+        if not self._runs:
+            self._some_runs = trio.Event()
 
     def fail(self, execution_id: str, reason: str) -> None:
         """The run cannot go on (the store refused its records): it ends FAILED."""
@@ -274,7 +285,7 @@ class RunManager:
                 run.execution_id,
             )
             self.hub.close(run.execution_id)  # its streams end; they cannot get its end
-        del self._runs[run.execution_id]
+        self._forget(run)
         run.finished.set()
 
     def _call_back(self, run: Run, outcome: Outcome, duration_ms: int) -> None:
@@ -332,7 +343,7 @@ async def open_run_manager(
                     follow_stop_requests,
                     store.processes,
                     process_id,
-                    lambda: bool(manager.running()),
+                    manager.wait_for_runs,
                     manager.stop,
                 )
                 try:

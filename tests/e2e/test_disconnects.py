@@ -27,7 +27,8 @@ SLOW = chain(trigger(), delay("wait", 30_000), transform("after", 1), name="Slow
 QUICK = chain(trigger(), transform("done", {"ok": True}), name="Quick")
 WITNESS = chain(trigger(), delay("wait", 1_000), transform("done", 1), name="Witness")
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
-QUIET_S = 0.1  # the server has nothing left to do once all its tasks wait this long
+QUIET_S = 0.05  # the server has nothing left to do once its tasks wait this long (a process
+# with runs reads the Stop requests for them every 0.1 s: a longer quiet would never come)
 
 
 @pytest.fixture
