@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from flowtrux.engine.states import RunStatus
-from flowtrux.store.database import Connection, Database
+from flowtrux.store.database import Connection, Database, delete_some
 from flowtrux.strict_json import dumps, utf8
 from flowtrux.timestamps import from_iso, to_iso
 
@@ -293,15 +293,11 @@ class ExecutionStore:
         """Delete at most `batch` executions that ended before `cutoff`, with their events and
         logs (by cascade), in one transaction; how many were deleted."""
 
-        def prune(conn: Connection) -> int:
-            deleted: int = conn.execute(
-                "DELETE FROM executions WHERE id IN (SELECT id FROM executions"
-                " WHERE status != 'RUNNING' AND finished_at < :cutoff LIMIT :batch)",
-                {"cutoff": to_iso(cutoff), "batch": batch},
-            ).rowcount
-            return deleted
-
-        return await self.db.write(prune)
+        where = "status != 'RUNNING' AND finished_at < :cutoff"
+        params = {"cutoff": to_iso(cutoff), "batch": batch}
+        return await self.db.write(
+            lambda conn: delete_some(conn, "executions", "id", where, params)
+        )
 
     async def succeeded(self, execution_id: str, node_id: str) -> bool:
         """Whether the node ran in the execution and succeeded."""

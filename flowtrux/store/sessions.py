@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from flowtrux.store.database import Connection, Database
+from flowtrux.store.database import Connection, Database, delete_some
 from flowtrux.store.users import User
 from flowtrux.timestamps import to_iso, utc_now
 
@@ -59,15 +59,10 @@ class SessionStore:
     async def prune_expired(self, now: datetime, batch: int) -> int:
         """Delete at most `batch` sessions expired by `now`; how many were deleted."""
 
-        def prune(conn: Connection) -> int:
-            deleted: int = conn.execute(
-                "DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions"
-                " WHERE expires_at < :now LIMIT :batch)",
-                {"now": to_iso(now), "batch": batch},
-            ).rowcount
-            return deleted
-
-        return await self.db.write(prune)
+        params = {"now": to_iso(now), "batch": batch}
+        return await self.db.write(
+            lambda conn: delete_some(conn, "sessions", "token_hash", "expires_at < :now", params)
+        )
 
     async def delete(self, token: str) -> None:
         await self.db.write(
