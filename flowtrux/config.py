@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import tomllib
@@ -21,6 +22,7 @@ ENV_PREFIX = "FLOWTRUX_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # File descriptors a process keeps beside its connections: SQLite (database and WAL for each of
 # its connections), logs, the listening sockets, trio's wakeup pipe and epoll (about 25 seen).
+MAX_DAYS = 36_500
 FD_RESERVE = 100
 FD_LIMIT_WHEN_UNLIMITED = 2**20  # Linux's default ceiling (fs.nr_open)
 
@@ -30,8 +32,14 @@ class InvalidSetting(ValueError):
 
 
 def _positive(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
-        raise InvalidSetting(f"{attribute.name} must be greater than 0, got {value}")
+    if not value > 0 or not math.isfinite(value):  # NaN fails both, infinity the second
+        raise InvalidSetting(f"{attribute.name} must be a number greater than 0, got {value}")
+
+
+def _days(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    _positive(instance, attribute, value)
+    if value > MAX_DAYS:
+        raise InvalidSetting(f"{attribute.name} must be at most {MAX_DAYS} (a century)")
 
 
 def _rate(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -96,8 +104,8 @@ class Settings:
     max_output_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=_positive)
     max_run_log_bytes: int = attrs.field(default=64 * 1024 * 1024, validator=_positive)
     keepalive_s: float = attrs.field(default=15.0, validator=_positive)
-    lease_s: float = attrs.field(default=30.0, validator=_positive)
-    retention_days: float = attrs.field(default=30.0, validator=_positive)
+    lease_s: float = attrs.field(default=20.0, validator=_positive)
+    retention_days: float = attrs.field(default=30.0, validator=_days)
     callback_secret: str = ""  # completion callbacks of background runs are off without it
     request_timeout_s: float = attrs.field(default=30.0, validator=_positive)
     max_connections: int = attrs.field(

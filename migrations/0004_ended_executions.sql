@@ -1,4 +1,4 @@
--- depends: 0003_webhook_tokens
+-- depends: 0003_webhooks
 -- Retention finds the ended executions that are old enough by when they ended, and expired
 -- sessions by when they expire.
 

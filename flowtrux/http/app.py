@@ -10,7 +10,7 @@ from flowtrux.config import Settings
 from flowtrux.engine.scheduler import Limits
 from flowtrux.http.errors import EXCEPTION_HANDLERS
 from flowtrux.http.origin import SameOriginMiddleware
-from flowtrux.http.rate_limit import RateLimiter
+from flowtrux.http.rate_limit import RateLimiter, SharedRateLimiter
 from flowtrux.http.routes import auth, execute, executions, service, webhooks, workflows
 from flowtrux.http.services import Services
 from flowtrux.outbound.client import open_outbound
@@ -47,8 +47,10 @@ def create_app(settings: Settings) -> Starlette:
             open_run_manager(store, run_settings(settings), outbound) as runs,
         ):
             quota = RateLimiter.parse(settings.execute_rate)
-            webhooks = RateLimiter.parse(
-                settings.webhook_rate, "This workflow's webhook has had its quota of calls"
+            webhooks = SharedRateLimiter.parse(
+                settings.webhook_rate,
+                store.workflows.count_webhook_call,
+                "This workflow's webhook has had its quota of calls",
             )
             app.state.services = Services(settings, store, runs, quota, webhooks)
             yield

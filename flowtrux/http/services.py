@@ -4,7 +4,7 @@ import attrs
 from starlette.requests import Request
 
 from flowtrux.config import Settings
-from flowtrux.http.rate_limit import RateLimiter
+from flowtrux.http.rate_limit import RateLimiter, SharedRateLimiter
 from flowtrux.runs.manager import RunManager
 from flowtrux.store.store import Store
 
@@ -15,7 +15,7 @@ class Services:
     store: Store
     runs: RunManager
     execute_quota: RateLimiter  # per user
-    webhook_quota: RateLimiter  # per workflow
+    webhook_quota: SharedRateLimiter  # per workflow, counted by every process
 
 
 def services(request: Request) -> Services:

@@ -12,10 +12,12 @@ are ended INTERRUPTED by the lease rules).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import tempfile
 import time
 from multiprocessing.connection import wait
@@ -38,6 +40,7 @@ from flowtrux.store.migrations import apply_migrations
 logger = logging.getLogger(__name__)
 
 MIN_LIFETIME_S = 5.0  # a worker that fails sooner is not started again: it would fail again
+PR_SET_PDEATHSIG = 1  # from linux/prctl.h
 
 
 @attrs.frozen
@@ -88,16 +91,21 @@ class _Supervisor:
                     continue
                 self._ended.add(process)
                 multiprocess.mark_process_dead(process.pid)  # type: ignore[no-untyped-call]
-                if process.exitcode != 0:
-                    exit_code = process.exitcode if process.exitcode > 0 else 1
                 if self._stopping:
+                    exit_code = exit_code or max(process.exitcode, 0)  # a signal's: not a failure
                     continue
-                if time.monotonic() - started < MIN_LIFETIME_S:
+                failed_to_start = (
+                    process.exitcode > 0 and time.monotonic() - started < MIN_LIFETIME_S
+                )
+                if failed_to_start:  # a bad setting, say: starting it again would fail again
                     logger.error("worker %d failed as it started: stopping the others", number)
+                    exit_code = process.exitcode
                     self.pass_on(signal.SIGTERM, None)
                     continue
                 logger.error("worker %d exited (%s): starting it again", number, process.exitcode)
                 self._workers[number] = self._start(number)
+                if self._stopping:  # a signal came while it started: it gets its SIGTERM too
+                    self.pass_on(signal.SIGTERM, None)
         return exit_code
 
     def pass_on(self, signum: int, frame: FrameType | None) -> None:
@@ -109,17 +117,29 @@ class _Supervisor:
 
     def _start(self, number: int) -> tuple[BaseProcess, float]:
         process = self._context.Process(
-            target=run_worker, args=(self.plan,), name=f"flowtrux-worker-{number}"
+            target=run_worker, args=(self.plan, os.getpid()), name=f"flowtrux-worker-{number}"
         )
         process.start()
         return process, time.monotonic()
 
 
-def run_worker(plan: WorkerPlan) -> None:
-    """A worker process: serve until SIGTERM (from the parent), draining runs first."""
+def run_worker(plan: WorkerPlan, parent_pid: int) -> None:
+    """A worker process: serve until SIGTERM (from the parent, or from the kernel when the
+    parent dies), draining runs first."""
     os.setpgrp()  # a terminal's Ctrl+C goes to the parent, which passes it on once
+    _end_with(parent_pid)
     configure_logging(plan.settings.log_level)
     trio.run(_serve, plan)
+
+
+def _end_with(parent_pid: int) -> None:
+    """Have the kernel send SIGTERM to this process when its parent dies (Linux), so that a
+    parent killed with SIGKILL leaves no worker serving on its own."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # it died before that took hold
+        raise SystemExit(0)
 
 
 async def _serve(plan: WorkerPlan) -> None:

@@ -17,6 +17,7 @@ import attrs
 import trio
 
 from flowtrux import strict_json
+from flowtrux.errors import StoreUnavailable
 from flowtrux.outbound.client import Exchange, Outbound, ReadLimit
 from flowtrux.outbound.errors import OutboundError
 from flowtrux.store.executions import ExecutionStore
@@ -28,7 +29,7 @@ SIGNATURE_HEADER = "X-FlowTrux-Signature"
 MAX_TRIES = 5
 FIRST_PAUSE_S = 0.5  # then doubling: 0.5, 1, 2, 4 s
 TRY_TIMEOUT_S = 10.0
-ANSWER_LIMIT = ReadLimit(64 * 1024, "the most of a callback's answer that is read")
+ANSWER_LIMIT = ReadLimit(2**63 - 1, "none: a callback's answer is not read")
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -52,16 +53,18 @@ class Callbacks:
         for attempt in range(1, MAX_TRIES + 1):
             started = trio.current_time()
             status, error, again = await self._try(url, headers, body)
-            await self.executions.record_callback(
-                execution_id,
-                {
-                    "attempt": attempt,
-                    "at": to_iso(utc_now()),
-                    "status": status,
-                    "error": error,
-                    "durationMs": round((trio.current_time() - started) * 1000),
-                },
-            )
+            told = {
+                "attempt": attempt,
+                "at": to_iso(utc_now()),
+                "status": status,
+                "error": error,
+                "durationMs": round((trio.current_time() - started) * 1000),
+            }
+            try:
+                await self.executions.record_callback(execution_id, told)
+            except StoreUnavailable as exc:  # the try was made: its record is what is lost
+                logger.warning("could not record callback try %s of %s: %s", told, execution_id,
+                               exc.cause)  # fmt: skip
             if error is None or not again:
                 return
             if attempt < MAX_TRIES:
@@ -72,16 +75,18 @@ class Callbacks:
         self, url: str, headers: dict[str, str], body: bytes
     ) -> tuple[int | None, str | None, bool]:
         """(status, error, whether another try could go otherwise) of one try."""
+        status = None
         try:
             request = self.outbound.build(
                 "POST", self.outbound.url(url), headers=headers, content=body
             )
-            with trio.move_on_after(TRY_TIMEOUT_S) as timer:
-                response, _ = await self.outbound.fetch(request, Exchange(), ANSWER_LIMIT)
+            with trio.move_on_after(TRY_TIMEOUT_S):
+                async with self.outbound.open(request, Exchange(), ANSWER_LIMIT) as download:
+                    status = download.response.status_code  # its body is not needed
         except OutboundError as exc:
             return None, str(exc), exc.retryable
-        if timer.cancelled_caught:
+        if status is None:
             return None, f"no answer within {TRY_TIMEOUT_S:g} s", True
-        if not response.is_success:
-            return response.status_code, f"the callback answered {response.status_code}", True
-        return response.status_code, None, False
+        if not 200 <= status < 300:
+            return status, f"the callback answered {status}", True
+        return status, None, False

@@ -48,7 +48,7 @@ class RunSettings:
     max_runs_per_workspace: int = 100
     subscriber_bytes: int = SUBSCRIBER_BYTES
     shutdown_finish_s: float = 10.0  # at shutdown, how long a run's end may wait for the store
-    lease_s: float = 30.0
+    lease_s: float = 20.0
     retention_days: float = 30.0
     callback_secret: str = ""  # completion callbacks are off without it
 
@@ -205,10 +205,6 @@ class RunManager:
         self._wait_for_ends_until(trio.current_time() + self.settings.shutdown_finish_s)
         for run in self.running():
             run.cancel(CANCELLED_BY_SHUTDOWN)
-        if self._callbacks_going:
-            logger.warning("shutting down: %d callbacks are not made", len(self._callbacks_going))
-        for going in self._callbacks_going:
-            going.cancel()
 
     def hurry(self) -> None:
         """Stop waiting for the store (a second signal): runs whose end is not stored yet are
@@ -221,6 +217,8 @@ class RunManager:
         for run in self.running():
             if run.ending is not None:
                 run.ending.deadline = self._ends_wait_until
+        for going in self._callbacks_going:  # callbacks get as long as the runs' ends
+            going.deadline = self._ends_wait_until
 
     async def drain(self) -> None:
         """Start no new run, cancel the current ones, and wait until each has ended (each sends
@@ -292,20 +290,24 @@ class RunManager:
         """A background run's trigger may name a `callbackUrl`: it gets the terminal payload."""
         url = run.graph.trigger.config.get("callbackUrl")
         secret, outbound = self.settings.callback_secret, self._outbound_of(run)
-        if not (run.background and url and secret and outbound and not self._closing):
+        if not (run.background and url and secret and outbound):
             return
         callbacks = Callbacks(outbound, self.executions, secret)
         payload = payloads.terminal_payload(run.execution_id, outcome, duration_ms)
 
         async def call_back() -> None:
-            if self._closing:  # the shutdown began before this task did
-                return
-            with trio.CancelScope() as going:
+            # At shutdown, it has as long as the runs' ends may wait for the store.
+            with trio.CancelScope(deadline=self._ends_wait_until) as going:
                 self._callbacks_going.add(going)
                 try:
                     await callbacks.send(run.execution_id, url, payload)
+                except Exception:  # never into the runs' nursery: one callback ends nothing
+                    logger.exception("the callback of execution %s failed", run.execution_id)
                 finally:
                     self._callbacks_going.discard(going)
+            if going.cancelled_caught:
+                logger.warning("shutdown: the callback of execution %s was cut short",
+                               run.execution_id)  # fmt: skip
 
         self._nursery.start_soon(call_back, name=f"callback of {run.execution_id}")
 

@@ -36,6 +36,8 @@ async def keep_pruning(
             await prune(store, retention_days)
         except StoreUnavailable as exc:
             logger.warning("could not prune old executions: %s", exc.cause)
+        except Exception:  # pruning is housekeeping: it never takes the server down
+            logger.exception("could not prune old executions")
         await trio.sleep(PRUNE_EVERY_S)
 
 

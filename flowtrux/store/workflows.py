@@ -145,6 +145,32 @@ class WorkflowStore:
 
         return await self.db.read(query)
 
+    async def count_webhook_call(
+        self, workflow_id: str, limit: int, window_s: float, now: float
+    ) -> float | None:
+        """Count a call of the workflow's webhook at `now` (seconds since the epoch) if fewer
+        than `limit` were counted in the `window_s` before; else count nothing and return the
+        seconds until one leaves the window. One transaction: every process counts alike."""
+
+        def count(conn: Connection) -> float | None:
+            conn.execute(
+                "DELETE FROM webhook_calls WHERE workflow_id = :id AND at <= :cutoff",
+                {"id": workflow_id, "cutoff": now - window_s},
+            )
+            calls, oldest = conn.execute(
+                "SELECT count(*), min(at) FROM webhook_calls WHERE workflow_id = :id",
+                {"id": workflow_id},
+            ).fetchone()
+            if calls >= limit:
+                return float(oldest + window_s - now)
+            conn.execute(
+                "INSERT INTO webhook_calls (workflow_id, at) VALUES (:id, :now)",
+                {"id": workflow_id, "now": now},
+            )
+            return None
+
+        return await self.db.write(count)
+
     async def delete(self, workflow_id: str) -> None:
         await self.db.write(
             lambda conn: conn.execute("DELETE FROM workflows WHERE id = :id", {"id": workflow_id})

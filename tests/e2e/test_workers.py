@@ -13,7 +13,7 @@ import trio
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from tests.e2e.processes import create_workflow, flowtrux, running, server_env
-from tests.support import chain, delay, trigger
+from tests.support import chain, delay, node, trigger
 
 STOPS = 20
 REMOTE_STOP = re.compile(rb"stopping execution (exec-[0-9a-f]+), as asked through another")
@@ -79,7 +79,7 @@ async def test_observers_on_either_worker_follow_a_run_without_gap_or_duplicate(
     tmp_path: Path,
 ) -> None:
     env = await server_env(tmp_path)
-    steps = [delay(f"d{i}", 150) for i in range(6)]
+    steps = [delay(f"d{i}", 250) for i in range(8)]
     serving = running(flowtrux("serve", "--workers", "2", "--port", "0"), env, tmp_path)
     async with serving as (process, url, output), httpx.AsyncClient(base_url=url) as owner:
         workflow_id = await create_workflow(owner, chain(trigger(), *steps))
@@ -103,8 +103,11 @@ async def test_observers_on_either_worker_follow_a_run_without_gap_or_duplicate(
         ):
             events = [await anext(stream)]
             execution_id = events[0].json()["executionId"]
-            for number in range(8):
+            for number in range(30):  # until one lands on the other worker, at least 4
                 nursery.start_soon(observe, execution_id, number % 2 == 0)
+                await trio.sleep(0.03)
+                if number >= 3 and execution_id.encode() in FOLLOWED.findall(output):
+                    break
             events += [event async for event in stream]
         process.send_signal(signal.SIGTERM)
         with trio.fail_after(20):
@@ -153,3 +156,28 @@ async def test_sigterm_to_the_parent_drains_every_workers_runs(tmp_path: Path) -
     assert {end["error"] for end in cancelled} == {
         "Execution cancelled: the server is shutting down"
     }
+
+
+async def test_a_webhooks_rate_holds_across_workers(tmp_path: Path) -> None:
+    env = await server_env(tmp_path, webhook_rate="5/minute")
+    hook = chain(
+        node("trigger", "trigger", {"mode": "webhook", "webhookResponse": "minimal"}),
+        delay("wait", 1),
+    )
+    serving = running(flowtrux("serve", "--workers", "2", "--port", "0"), env, tmp_path)
+    async with serving as (process, url, _), httpx.AsyncClient(base_url=url) as owner:
+        workflow_id = await create_workflow(owner, hook)
+        token = (await owner.post(f"/api/workflows/{workflow_id}/webhook-token")).json()["token"]
+        statuses = []
+        for _ in range(12):  # fresh connections: both workers take some
+            async with httpx.AsyncClient(base_url=url) as caller:
+                answer = await caller.post(
+                    f"/api/webhooks/{workflow_id}", json={},
+                    headers={"Authorization": f"Bearer {token}"},
+                )  # fmt: skip
+                statuses.append(answer.status_code)
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(20):
+            assert await process.wait() == 0
+    assert statuses.count(202) == 5
+    assert statuses.count(429) == 7

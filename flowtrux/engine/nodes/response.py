@@ -6,7 +6,7 @@ CONFIG_SCHEMA = {
     "type": "object",
     "properties": {
         "output": {},
-        "status": {"type": "integer", "minimum": 100, "maximum": 599},
+        "status": {"type": "integer", "minimum": 200, "maximum": 599},  # a final answer's
     },
     "required": ["output"],
     "additionalProperties": False,

@@ -34,7 +34,7 @@ async def call(request: Request) -> Response:
     workflow = await found.store.workflows.get(workflow_id)
     if workflow is None or workflow.graph.trigger.config.get("mode") != "webhook":
         raise NotFound("webhook workflow", workflow_id)
-    found.webhook_quota.hit(workflow.id)
+    await found.webhook_quota.hit(workflow.id)
     body = await json_object(request, required=False)
     run = await found.runs.start(workflow, body, started_by=None, trigger="webhook")
     answer = workflow.graph.trigger.config.get("webhookResponse", "full")
