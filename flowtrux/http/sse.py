@@ -18,7 +18,7 @@ from flowtrux.store.executions import StoredEvent
 
 KEEPALIVE = b": keepalive\n\n"
 RETRY_MS = 3_000
-RETRY_HINT = f"retry: {RETRY_MS}\n".encode()  # part of the first event's block
+RETRY_HINT = f"retry: {RETRY_MS}\n".encode()  # in the block of what is sent first
 
 
 def frame(event: StoredEvent) -> bytes:
@@ -70,7 +70,7 @@ class EventStreamResponse(Response):
                 self.on_close()
 
     async def _send_events(self, send: Send) -> None:
-        hint = RETRY_HINT  # with the first event: how long a browser waits to reconnect
+        hint = RETRY_HINT  # first: how long a browser waits before it reconnects
         while True:
             with trio.move_on_after(self.keepalive_s) as silence:
                 try:
@@ -78,7 +78,8 @@ class EventStreamResponse(Response):
                 except trio.EndOfChannel:
                     return
             if silence.cancelled_caught:
-                await _send_body(send, KEEPALIVE)
+                await _send_body(send, hint + KEEPALIVE)  # no data: no event (WHATWG's rules)
+                hint = b""
                 continue
             await _send_body(send, hint + frame(event))
             hint = b""

@@ -22,7 +22,7 @@ from flowtrux.timestamps import utc_now
 
 logger = logging.getLogger(__name__)
 
-StopRun = Callable[[str], Awaitable[object]]
+StopRun = Callable[[str, datetime], Awaitable[object]]  # (execution id, when it was asked)
 STOP_POLL_S = 0.1
 
 
@@ -69,9 +69,9 @@ async def follow_stop_requests(
             requested = await processes.stops_requested(process_id)
         except StoreUnavailable:
             continue  # the journal reports the outage; the next look will do
-        for execution_id in requested:
+        for execution_id, asked_at in requested:
             logger.info("stopping execution %s, as asked through another process", execution_id)
-            await stop(execution_id)
+            await stop(execution_id, asked_at)
 
 
 async def end_if_orphaned(

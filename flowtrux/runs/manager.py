@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -158,7 +159,7 @@ class RunManager:
             run.background = True
             self.journal.append(Backgrounded(run.execution_id))
 
-    async def stop(self, execution_id: str) -> Stopping:
+    async def stop(self, execution_id: str, asked_at: datetime | None = None) -> Stopping:
         """The Stop button, wherever the run is. A run of this process is cancelled. A RUNNING
         run of a process whose lease lapsed, or of this one that no longer runs it, is ended
         INTERRUPTED now. A run of another process is stopped by that process when it next
@@ -169,8 +170,9 @@ class RunManager:
         if run is not None:
             if run.status is not RunStatus.RUNNING:
                 return Stopping.ENDED
-            if run.stop_pressed_at is None:
-                run.stop_pressed_at = trio.current_time()
+            if run.stop_pressed_at is None:  # its latency counts from the Stop, wherever asked
+                waited_s = 0.0 if asked_at is None else (utc_now() - asked_at).total_seconds()
+                run.stop_pressed_at = trio.current_time() - max(waited_s, 0.0)
             run.cancel(CANCELLED_BY_USER)
             return Stopping.CANCELLING
         here, lease_s = self.process_id, self.settings.lease_s

@@ -9,7 +9,7 @@ import attrs
 from flowtrux.store.database import Connection, Database
 from flowtrux.store.executions import Finish, NewEvent, finish_running
 from flowtrux.strict_json import dumps
-from flowtrux.timestamps import to_iso, utc_now
+from flowtrux.timestamps import from_iso, to_iso, utc_now
 
 # A RUNNING execution whose process holds no lease renewed since :cutoff, or is :abandoned_by.
 _ORPHAN = (
@@ -102,21 +102,25 @@ class ProcessStore:
         return await self.db.write(
             lambda conn: (
                 conn.execute(
-                    "UPDATE executions SET stop_requested = TRUE"
+                    "UPDATE executions SET stop_requested = TRUE,"
+                    " stop_requested_at = coalesce(stop_requested_at, :now)"
                     " WHERE id = :id AND status = 'RUNNING'",
-                    {"id": execution_id},
+                    {"id": execution_id, "now": to_iso(utc_now())},
                 ).rowcount
                 == 1
             )
         )
 
-    async def stops_requested(self, process_id: str) -> list[str]:
-        """The RUNNING executions of `process_id` that another process was asked to stop."""
+    async def stops_requested(self, process_id: str) -> list[tuple[str, datetime]]:
+        """The RUNNING executions of `process_id` that another process was asked to stop, and
+        when it was first asked."""
         rows = await self.db.read(
             lambda conn: conn.execute(
-                "SELECT id FROM executions"
+                "SELECT id, stop_requested_at FROM executions"
                 " WHERE process_id = :process AND status = 'RUNNING' AND stop_requested",
                 {"process": process_id},
             ).fetchall()
         )
-        return [row["id"] for row in rows]
+        return [
+            (row["id"], from_iso(row["stop_requested_at"] or to_iso(utc_now()))) for row in rows
+        ]

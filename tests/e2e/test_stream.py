@@ -9,7 +9,13 @@ import trio
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from flowtrux.engine.scheduler import NOT_STARTED
-from tests.e2e.conftest import CreateWorkflow, OwnerConnection, wait_until_finished
+from tests.e2e.conftest import (
+    CreateWorkflow,
+    OwnerConnection,
+    StartServer,
+    logged_in,
+    wait_until_finished,
+)
 from tests.support import chain, condition, delay, edge, fail, transform, trigger, workflow
 
 TERMINAL = {"complete", "error", "cancelled"}
@@ -299,3 +305,25 @@ async def test_a_stream_starts_with_a_retry_hint_in_its_first_event(
     execution_id = json.loads(text.split("data: ", 1)[1].split("\n", 1)[0])["executionId"]
     replayed = await owner.get(f"/api/executions/{execution_id}/events")
     assert replayed.text.startswith("retry: 3000\nid: 1\nevent: start\n")
+
+
+async def test_the_retry_hint_comes_first_also_when_a_keepalive_does(
+    start_server: StartServer,
+) -> None:
+    """An observer that asks from the last event of a run still going first gets silence, so
+    a keepalive: the hint goes with it (a block without data is no event)."""
+    server = await start_server(keepalive_s=0.2)
+    space = await server.member("owner@example.com")
+    async with httpx.AsyncClient(base_url=server.url) as owner:
+        await logged_in(owner, "owner@example.com")
+        doc = {"workspaceId": space, **chain(trigger(), delay("wait", 5_000))}
+        workflow_id = (await owner.post("/api/workflows", json=doc)).json()["workflow"]["id"]
+        async with aconnect_sse(owner, "POST", stream_url(workflow_id), json={}) as source:
+            events = aiter(source.aiter_sse())
+            seen = [await anext(events) for _ in range(4)]  # start, trigger's two, wait's start
+            execution_id = seen[0].json()["executionId"]
+            url = f"/api/executions/{execution_id}/events"
+            headers = {"Last-Event-ID": seen[-1].id}
+            async with owner.stream("GET", url, headers=headers) as observed:
+                first = await anext(observed.aiter_bytes())
+    assert first == b"retry: 3000\n: keepalive\n\n"

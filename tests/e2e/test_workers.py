@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import trio
 from httpx_sse import ServerSentEvent, aconnect_sse
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.processes import create_workflow, flowtrux, running, server_env
 from tests.support import chain, delay, node, trigger
@@ -58,10 +59,18 @@ async def test_a_stop_through_either_worker_reaches_the_run_within_250_ms(
             remote = {found.decode() for found in REMOTE_STOP.findall(output)}
             if len(latencies) >= STOPS and 0 < len(remote) < len(latencies):
                 break
+        async with httpx.AsyncClient(base_url=url) as scraper:
+            metrics = (await scraper.get("/metrics")).text
         process.send_signal(signal.SIGTERM)
         with trio.fail_after(20):
             assert await process.wait() == 0
 
+    stop_seconds = next(
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "flowtrux_stop_latency_seconds_sum"
+    )
     remote_latencies = [latencies[execution_id] for execution_id in remote]
     local = [latency for execution_id, latency in latencies.items() if execution_id not in remote]
     p99 = max(remote_latencies)  # of fewer than 100, the worst
@@ -73,6 +82,8 @@ async def test_a_stop_through_either_worker_reaches_the_run_within_250_ms(
     assert remote, "a Stop went through the other worker"
     assert local, "a Stop went through the owner"
     assert p99 < 0.25
+    # The metric counts a Stop from its request, also when another worker took it.
+    assert stop_seconds >= 0.5 * sum(remote_latencies)
 
 
 async def test_observers_on_either_worker_follow_a_run_without_gap_or_duplicate(
