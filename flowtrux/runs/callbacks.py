@@ -1,7 +1,8 @@
-"""Completion callbacks: when a background run ends, its trigger's `callbackUrl` gets the run's
-terminal payload (the body of its terminal event) as a POST, signed with HMAC-SHA256 over the
-body (`X-FlowTrux-Signature: sha256=<hex>`, the key `FLOWTRUX_CALLBACK_SECRET`), sent through the
-guarded client like any request a workflow makes.
+"""Completion callbacks: when a background run ends (here, or INTERRUPTED here because its own
+process died), its trigger's `callbackUrl` gets the run's terminal payload (the data of its
+terminal event) as a POST, signed with HMAC-SHA256 over the body (`X-FlowTrux-Signature:
+sha256=<hex>`, the key `FLOWTRUX_CALLBACK_SECRET`), sent through the guarded client like any
+request a workflow makes.
 
 A try that fails (no answer, an answer outside 2xx) is made again after a growing pause, at most
 `MAX_TRIES` tries in all, unless another could not go otherwise (a blocked address, a URL that
@@ -11,6 +12,7 @@ does not parse). Each try is recorded in the execution's history (`callbacks`).
 import hashlib
 import hmac
 import logging
+import math
 from typing import Any
 
 import attrs
@@ -20,7 +22,11 @@ from flowtrux import strict_json
 from flowtrux.errors import StoreUnavailable
 from flowtrux.outbound.client import Exchange, Outbound, ReadLimit
 from flowtrux.outbound.errors import OutboundError
+from flowtrux.runs import payloads
+from flowtrux.runs.outcome import Outcome
+from flowtrux.runs.run import Run
 from flowtrux.store.executions import ExecutionStore
+from flowtrux.store.workflows import WorkflowStore
 from flowtrux.timestamps import to_iso, utc_now
 
 logger = logging.getLogger(__name__)
@@ -90,3 +96,71 @@ class Callbacks:
         if not 200 <= status < 300:
             return status, f"the callback answered {status}", True
         return status, None, False
+
+
+@attrs.define(eq=False)
+class Caller:
+    """The callbacks of one process's runs, each a task in the runs' nursery that never raises.
+    At shutdown they get as long as the runs' ends (`hurry`)."""
+
+    outbound: Outbound | None
+    executions: ExecutionStore
+    workflows: WorkflowStore
+    secret: str  # none: no callbacks
+    nursery: trio.Nursery
+    _going: set[trio.CancelScope] = attrs.field(factory=set, init=False)
+    _deadline: float = attrs.field(default=math.inf, init=False)
+
+    def ended(self, run: Run, outcome: Outcome, duration_ms: int) -> None:
+        """`run` ended here: call back if it was a background run whose trigger asks to."""
+        url = run.graph.trigger.config.get("callbackUrl")
+        if run.background and url and self.secret and self.outbound is not None:
+            payload = payloads.terminal_payload(run.execution_id, outcome, duration_ms)
+            outbound = self.outbound.for_workspace(run.workflow.workspace_id)
+            self._start(run.execution_id, url, payload, outbound)
+
+    def interrupted(self, execution_id: str) -> None:
+        """Another process's run was ended INTERRUPTED here (that process died): the same."""
+        if self.secret and self.outbound is not None:
+            self.nursery.start_soon(self._interrupted, execution_id)
+
+    def hurry(self, deadline: float) -> None:
+        self._deadline = min(self._deadline, deadline)
+        for going in self._going:
+            going.deadline = self._deadline
+
+    async def _interrupted(self, execution_id: str) -> None:
+        try:
+            execution = await self.executions.stored(execution_id)
+            if execution is None or not execution.summary.background:
+                return
+            summary = execution.summary
+            workflow = await self.workflows.get(summary.workflow_id)  # as it is now
+        except StoreUnavailable as exc:
+            logger.warning("no callback for interrupted %s: %s", execution_id, exc.cause)
+            return
+        url = None if workflow is None else workflow.graph.trigger.config.get("callbackUrl")
+        if url and self.outbound is not None:
+            outcome = Outcome.interrupted()
+            payload = payloads.terminal_payload(execution_id, outcome, summary.duration_ms or 0)
+            outbound = self.outbound.for_workspace(summary.workspace_id)
+            self._start(execution_id, url, payload, outbound)
+
+    def _start(
+        self, execution_id: str, url: str, payload: dict[str, Any], outbound: Outbound
+    ) -> None:
+        callbacks = Callbacks(outbound, self.executions, self.secret)
+
+        async def call_back() -> None:
+            with trio.CancelScope(deadline=self._deadline) as going:
+                self._going.add(going)
+                try:
+                    await callbacks.send(execution_id, url, payload)
+                except Exception:  # one callback ends nothing else
+                    logger.exception("the callback of execution %s failed", execution_id)
+                finally:
+                    self._going.discard(going)
+            if going.cancelled_caught:
+                logger.warning("shutdown: the callback of %s was cut short", execution_id)
+
+        self.nursery.start_soon(call_back, name=f"callback of {execution_id}")

@@ -30,12 +30,14 @@ async def keep_lease(
     processes: ProcessStore,
     process_id: str,
     lease_s: float,
+    interrupted: Callable[[str], None],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Renew the lease every third of it, and look for the runs of lapsed processes every tenth
     (and end them): a process that dies has its runs ended within 1.1 leases."""
-    await _renew_and_recover(processes, process_id, lease_s)
+    await processes.renew(process_id)
+    await _recover(processes, lease_s, interrupted)
     task_status.started()
     renewed_at = trio.current_time()
     while True:
@@ -44,7 +46,7 @@ async def keep_lease(
             if trio.current_time() - renewed_at >= lease_s / 3:
                 await processes.renew(process_id)
                 renewed_at = trio.current_time()
-            await _recover(processes, lease_s)
+            await _recover(processes, lease_s, interrupted)
         except StoreUnavailable as exc:
             logger.warning("could not renew the process lease: %s", exc.cause)
         except Exception:
@@ -88,14 +90,13 @@ async def end_if_orphaned(
     return ended
 
 
-async def _renew_and_recover(processes: ProcessStore, process_id: str, lease_s: float) -> None:
-    await processes.renew(process_id)
-    await _recover(processes, lease_s)
-
-
-async def _recover(processes: ProcessStore, lease_s: float) -> None:
+async def _recover(
+    processes: ProcessStore, lease_s: float, interrupted: Callable[[str], None]
+) -> None:
+    """End the runs of lapsed processes; `interrupted` is told of each ended here."""
     for execution_id in await processes.orphaned_runs(_lapsed_before(lease_s)):
-        await end_if_orphaned(processes, execution_id, lease_s)
+        if await end_if_orphaned(processes, execution_id, lease_s):
+            interrupted(execution_id)
 
 
 def _lapsed_before(lease_s: float) -> datetime:

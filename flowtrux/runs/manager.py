@@ -25,8 +25,7 @@ from flowtrux.engine.states import RUN_TRANSITIONS, RunStatus, transition
 from flowtrux.errors import ShuttingDown, StoreUnavailable, TooManyRequests
 from flowtrux.ids import new_id
 from flowtrux.outbound.client import Outbound
-from flowtrux.runs import payloads
-from flowtrux.runs.callbacks import Callbacks
+from flowtrux.runs.callbacks import Caller
 from flowtrux.runs.feed import Feed
 from flowtrux.runs.hub import SUBSCRIBER_BYTES, Hub
 from flowtrux.runs.journal import Journal, Recorder
@@ -71,9 +70,9 @@ class RunManager:
     settings: RunSettings
     process_id: str
     outbound: Outbound | None  # the HTTP clients of `http` and `agent` nodes
+    callbacks: Caller  # background runs' completion callbacks
     _nursery: trio.Nursery
     _runs: dict[str, Run] = attrs.field(factory=dict, init=False)
-    _callbacks_going: set[trio.CancelScope] = attrs.field(factory=set, init=False)
     _some_runs: trio.Event = attrs.field(factory=trio.Event, init=False)  # set while it has runs
     _closing: bool = attrs.field(default=False, init=False)
     _ends_wait_until: float = attrs.field(default=math.inf, init=False)  # for the store
@@ -177,6 +176,7 @@ class RunManager:
             return Stopping.CANCELLING
         here, lease_s = self.process_id, self.settings.lease_s
         if await end_if_orphaned(self.processes, execution_id, lease_s, abandoned_by=here):
+            self.callbacks.interrupted(execution_id)
             return Stopping.INTERRUPTED
         if await self.processes.request_stop(execution_id):
             return Stopping.CANCELLING
@@ -219,8 +219,7 @@ class RunManager:
         for run in self.running():
             if run.ending is not None:
                 run.ending.deadline = self._ends_wait_until
-        for going in self._callbacks_going:  # callbacks get as long as the runs' ends
-            going.deadline = self._ends_wait_until
+        self.callbacks.hurry(self._ends_wait_until)  # callbacks get as long as the runs' ends
 
     async def drain(self) -> None:
         """Start no new run, cancel the current ones, and wait until each has ended (each sends
@@ -277,7 +276,7 @@ class RunManager:
             metrics.runs_ended.labels(outcome.status.value).inc()
             if outcome.is_cancelled and run.stop_pressed_at is not None:
                 metrics.stop_seconds.observe(trio.current_time() - run.stop_pressed_at)
-            self._call_back(run, outcome, round(elapsed_s * 1000))
+            self.callbacks.ended(run, outcome, round(elapsed_s * 1000))
         if ending.cancelled_caught:
             logger.error(
                 "run %s: its end could not be stored before shutdown; a later process ends it"
@@ -287,31 +286,6 @@ class RunManager:
             self.hub.close(run.execution_id)  # its streams end; they cannot get its end
         self._forget(run)
         run.finished.set()
-
-    def _call_back(self, run: Run, outcome: Outcome, duration_ms: int) -> None:
-        """A background run's trigger may name a `callbackUrl`: it gets the terminal payload."""
-        url = run.graph.trigger.config.get("callbackUrl")
-        secret, outbound = self.settings.callback_secret, self._outbound_of(run)
-        if not (run.background and url and secret and outbound):
-            return
-        callbacks = Callbacks(outbound, self.executions, secret)
-        payload = payloads.terminal_payload(run.execution_id, outcome, duration_ms)
-
-        async def call_back() -> None:
-            # At shutdown, it has as long as the runs' ends may wait for the store.
-            with trio.CancelScope(deadline=self._ends_wait_until) as going:
-                self._callbacks_going.add(going)
-                try:
-                    await callbacks.send(run.execution_id, url, payload)
-                except Exception:  # never into the runs' nursery: one callback ends nothing
-                    logger.exception("the callback of execution %s failed", run.execution_id)
-                finally:
-                    self._callbacks_going.discard(going)
-            if going.cancelled_caught:
-                logger.warning("shutdown: the callback of execution %s was cut short",
-                               run.execution_id)  # fmt: skip
-
-        self._nursery.start_soon(call_back, name=f"callback of {run.execution_id}")
 
 
 @asynccontextmanager
@@ -330,6 +304,9 @@ async def open_run_manager(
         await services.start(journal.run)
         try:
             async with trio.open_nursery() as runs:
+                caller = Caller(
+                    outbound, store.executions, store.workflows, settings.callback_secret, runs
+                )
                 manager = RunManager(
                     store.executions,
                     store.processes,
@@ -338,10 +315,13 @@ async def open_run_manager(
                     settings,
                     process_id,
                     outbound,
+                    caller,
                     runs,
                 )
                 journal.on_refused = manager.fail
-                await services.start(keep_lease, store.processes, process_id, settings.lease_s)
+                await services.start(
+                    keep_lease, store.processes, process_id, settings.lease_s, caller.interrupted
+                )
                 await services.start(keep_pruning, store, settings.retention_days)
                 await services.start(
                     follow_stop_requests,

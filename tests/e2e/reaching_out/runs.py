@@ -15,9 +15,10 @@ async def execute(owner: httpx.AsyncClient, workflow_id: str, body: Any = None) 
     return run
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait (5 s at most) until `condition()` holds, as a remote server's record changes."""
-    with trio.fail_after(5):
+async def until(condition: Callable[[], bool], within_s: float = 5) -> None:
+    """Wait (`within_s` at most) until `condition()` holds, as a remote server's record
+    changes."""
+    with trio.fail_after(within_s):
         while True:
             if condition():
                 return
