@@ -253,9 +253,9 @@ class Outbound:
         `params` are added to the URL's own query (a name in both takes the value of `params`).
         Raises Refused for a header httpx cannot send."""
         client = self.trusted if trusted else self.guarded
-        if params:
-            url = url.copy_merge_params(params)
         try:
+            if params:
+                url = url.copy_merge_params(params)
             request = client.build_request(method, url, headers=headers, content=content)
         except (UnicodeEncodeError, ValueError, TypeError) as exc:
             raise Refused(f"the request cannot be sent: {exc}") from None

@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from flowtrux.outbound.client import Exchange, Outbound, ReadLimit, open_outbound
+from flowtrux.outbound.errors import Refused
 from flowtrux.outbound.networks import AddressPolicy
 from tests.outside.target import Target
 
@@ -49,3 +50,16 @@ async def test_a_redirect_to_another_origin_carries_no_credential(
     same_origin = httpx.URL(f"{target.url}/redirect", params={"to": "/json"})
     headers = await echoed_headers(outbound, same_origin, **CREDENTIALS)
     assert headers["x-api-key"] == CREDENTIALS["X-Api-Key"]
+
+
+async def test_a_value_no_request_can_carry_is_refused_not_an_unexpected_error(
+    outbound: Outbound,
+) -> None:
+    """A lone surrogate, say, in a query value or a header: a clear error, never retried."""
+    url = httpx.URL("http://example.com/")
+    with pytest.raises(Refused, match="the request cannot be sent") as in_query:
+        outbound.build("GET", url, params={"q": "\ud800"})
+    with pytest.raises(Refused, match="the request cannot be sent") as in_header:
+        outbound.build("GET", url, headers={"X-Q": "\ud800"})
+    assert not in_query.value.retryable
+    assert not in_header.value.retryable
