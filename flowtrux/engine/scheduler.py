@@ -291,8 +291,8 @@ async def _attempt(context: NodeContext) -> tuple[NodeResult, int]:
     """The node's result, scrubbed of the secrets it sent, and the bytes its log will hold of
     it."""
     result = await _run_in_time(context)
-    secrets = context.exchange.secrets
-    result = NodeResult(secrets.scrub(result.output), secrets.scrub(result.debug))
+    if secrets := context.exchange.secrets:  # a walk of the whole output: 0.5 s for 4 MiB
+        result = await trio.to_thread.run_sync(_scrubbed, result, secrets, abandon_on_cancel=True)
     try:
         logged = await context.sizes.check(result.output)
     except NodeError as exc:  # the log still tells what the node did (its requests)
@@ -307,6 +307,10 @@ async def _run_in_time(context: NodeContext) -> NodeResult:
         return await run(context)
     with trio.fail_after(context.node.timeout_ms / 1000):
         return await run(context)
+
+
+def _scrubbed(result: NodeResult, secrets: Secrets) -> NodeResult:
+    return NodeResult(secrets.scrub(result.output), secrets.scrub(result.debug))
 
 
 async def _failed(context: NodeContext, exc: Exception) -> _Attempts:

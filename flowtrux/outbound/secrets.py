@@ -89,6 +89,10 @@ class Secrets:
             self.add(request.url.password)
             self.add(base64.b64encode(credentials).decode())
 
+    def __bool__(self) -> bool:
+        """Whether there is anything to scrub."""
+        return self._pattern is not None
+
     def scrub(self, value: Any) -> Any:
         """`value` (JSON) with every secret in its strings and keys replaced by `[redacted]`."""
         if self._pattern is None:

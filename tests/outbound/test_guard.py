@@ -1,7 +1,7 @@
 """The SSRF guard against every spelling of a refused address, over real sockets.
 
-Each URL names the port of a listener on every local address: a request the guard let through
-would reach it. None may, each is refused in well under 2 s with an error saying it was blocked
+Each URL (49 of them, and 6 redirects) names the port of a listener on every local address: a
+request the guard let through would reach it. None may, each is refused in well under 2 s with an error saying it was blocked
 and why, and the same URLs pass once the operator opens their network.
 """
 
@@ -110,10 +110,6 @@ async def test_a_refused_address_is_blocked_before_any_connection(
     assert why in str(blocked.value)
     assert not blocked.value.retryable
     assert listener.connections == 0
-
-
-async def test_the_table_covers_forty_urls() -> None:
-    assert len(BLOCKED) >= 40
 
 
 @pytest.mark.parametrize(
