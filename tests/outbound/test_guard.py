@@ -1,8 +1,9 @@
 """The SSRF guard against every spelling of a refused address, over real sockets.
 
 Each URL (49 of them, and 6 redirects) names the port of a listener on every local address: a
-request the guard let through would reach it. None may, each is refused in well under 2 s with an error saying it was blocked
-and why, and the same URLs pass once the operator opens their network.
+request the guard let through would reach it. None may, each is refused in well under 2 s with
+an error saying it was blocked and why, and the same URLs pass once the operator opens their
+network.
 """
 
 from collections.abc import AsyncIterator
