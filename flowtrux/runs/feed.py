@@ -54,11 +54,40 @@ class Feed:
         Checkpoints."""
         while not self._ended:
             event = await self._next()
-            if event.seq > self.last_seq:
-                self.last_seq = event.seq
-                self._ended = event.terminal
+            if self._is_new(event):
                 return event
         raise trio.EndOfChannel
+
+    def receive_nowait(self) -> StoredEvent | None:
+        """The next event if it is at hand (read, or published to the feed), else None: then
+        `receive` says what comes next. Never waits."""
+        while not self._ended:
+            if self._page:
+                event = self._page.popleft()
+            elif self._live is not None and (event := self._live.receive_nowait()) is not None:
+                if not self._follows(event):
+                    return None
+            else:
+                return None
+            if self._is_new(event):
+                return event
+        return None
+
+    def _is_new(self, event: StoredEvent) -> bool:
+        """Whether `event` comes after the last one given (if so, it is the last one now)."""
+        if event.seq <= self.last_seq:
+            return False
+        self.last_seq = event.seq
+        self._ended = event.terminal
+        return True
+
+    def _follows(self, event: StoredEvent) -> bool:
+        """Whether a live `event` leaves no gap; when it does, the feed unsubscribes, and catches
+        up from the store, which has what fell in the gap."""
+        if event.seq <= self.last_seq + 1:
+            return True
+        self._unsubscribe()
+        return False
 
     async def has_more(self) -> bool:
         """Whether an event may still come: one is stored after `last_seq`, or the run is live
@@ -87,9 +116,8 @@ class Feed:
                 except trio.EndOfChannel:
                     self._live = None  # dropped for lagging, or the run ended
                 else:
-                    if event.seq <= self.last_seq + 1:
+                    if self._follows(event):
                         return event
-                    self._unsubscribe()  # a gap: the store has what fell in it
             elif self._elsewhere:
                 await trio.sleep_until(self._next_poll_at)
             await self._catch_up()

@@ -60,9 +60,17 @@ class Subscription:
                 raise trio.EndOfChannel
             await self._arrived.wait()
             self._arrived = trio.Event()
+        event = self.receive_nowait()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        assert event is not None
+        return event
+
+    def receive_nowait(self) -> StoredEvent | None:
+        """The next event if one is queued, else None (ended or not)."""
+        if not self._events:
+            return None
         event = self._events.popleft()
         self._size -= event.size
-        await trio.lowlevel.cancel_shielded_checkpoint()
         return event
 
 
