@@ -67,8 +67,10 @@ def resolve(scope: Mapping[str, Any], path: str) -> Any:
     value: Any = scope
     segments = path.split(".")
     for depth, segment in enumerate(segments):
-        parent = ".".join(segments[:depth]) or "the scope"
-        value = _step(value, segment, parent, path)
+        if type(value) is dict and segment in value:  # the common case, first
+            value = value[segment]
+        else:
+            value = _step(value, segment, ".".join(segments[:depth]) or "the scope", path)
     return value
 
 

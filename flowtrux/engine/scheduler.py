@@ -219,7 +219,7 @@ class _Run:
 
     async def _input_refused(self, context: NodeContext) -> str | None:
         """Why the node cannot run with its input (its predecessors' outputs, which its log
-        holds), or None. Checkpoints."""
+        holds), or None."""
         try:
             logged = await context.sizes.check(context.inputs, "its input (what came in)")
         except NodeError as exc:

@@ -10,10 +10,13 @@ itself into the result, not a copy: rendering costs what the config holds, not w
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any, Final
+
+import attrs
 
 from flowtrux.engine.errors import MissingPath
 from flowtrux.engine.paths import check_root, is_valid_path, resolve, root_of
@@ -21,6 +24,7 @@ from flowtrux.engine.sizes import Budget
 
 # Everything from `{{` to the first `}}`; an unclosed template runs to the end with `close` empty.
 _TEMPLATE: Final = re.compile(r"\{\{(?P<content>.*?)(?P<close>\}\}|\Z)", re.DOTALL)
+PARSED_ONCE: Final = 1024  # characters: longer strings are parsed at each render, not kept
 
 
 def render(value: Any, scope: Mapping[str, Any], budget: Budget) -> Any:
@@ -90,28 +94,60 @@ def _problem(template: re.Match[str], roots: Collection[str]) -> str | None:
 
 
 def _render_string(text: str, scope: Mapping[str, Any], budget: Budget) -> Any:
-    whole = _TEMPLATE.match(text)
-    if whole is not None and whole["close"] and whole.end() == len(text):
-        value = _lookup(whole, scope)
+    if "{{" not in text:
+        budget.spend(len(text) + 2)
+        return text
+    parsed = _parse_kept(text) if len(text) <= PARSED_ONCE else _parse(text)
+    if len(parsed) == 1 and isinstance(parsed[0], _Slot) and parsed[0].closed:
+        value = _lookup(parsed[0], scope)
         budget.share(value)
         return value
-    pieces, done = [], 0
+    pieces = []
     budget.spend(2)
-    for template in _TEMPLATE.finditer(text):
-        filled = _as_text(_lookup(template, scope)) if template["close"] else template[0]
-        budget.spend(template.start() - done + len(filled))
-        pieces += [text[done : template.start()], filled]
-        done = template.end()
-    budget.spend(len(text) - done)
-    pieces.append(text[done:])
+    for piece in parsed:
+        if isinstance(piece, _Slot):
+            piece = _as_text(_lookup(piece, scope)) if piece.closed else piece.source
+        budget.spend(len(piece))
+        pieces.append(piece)
     return "".join(pieces)
 
 
-def _lookup(template: re.Match[str], scope: Mapping[str, Any]) -> Any:
-    path = template["content"].strip()
-    if not is_valid_path(path):
-        raise MissingPath(path, f"template '{template[0]}' does not contain a valid path")
-    return resolve(scope, path)
+@attrs.frozen
+class _Slot:
+    """A template in a string: its text, and the path it reads (None: not closed, so text)."""
+
+    source: str
+    path: str | None
+
+    @property
+    def closed(self) -> bool:
+        return self.path is not None
+
+
+def _parse(text: str) -> tuple[str | _Slot, ...]:
+    """`text` as its literal pieces (never empty) and its templates, in order."""
+    pieces: list[str | _Slot] = []
+    done = 0
+    for template in _TEMPLATE.finditer(text):
+        if template.start() > done:
+            pieces.append(text[done : template.start()])
+        path = template["content"].strip() if template["close"] else None
+        pieces.append(_Slot(template[0], path))
+        done = template.end()
+    if done < len(text):
+        pieces.append(text[done:])
+    return tuple(pieces)
+
+
+# The same strings of a workflow's nodes are rendered at every run: short ones are parsed once.
+_parse_kept: Final = functools.lru_cache(maxsize=4096)(_parse)
+
+
+def _lookup(slot: _Slot, scope: Mapping[str, Any]) -> Any:
+    assert slot.path is not None
+    if not is_valid_path(slot.path):
+        raise MissingPath(slot.path, f"template '{slot.source}' does not contain a valid path")
+    return resolve(scope, slot.path)
 
 
 def _as_text(value: Any) -> str:

@@ -62,16 +62,17 @@ class Feed:
         """The next event if it is at hand (read, or published to the feed), else None: then
         `receive` says what comes next. Never waits."""
         while not self._ended:
-            if self._page:
-                event = self._page.popleft()
-            elif self._live is not None and (event := self._live.receive_nowait()) is not None:
-                if not self._follows(event):
-                    return None
-            else:
+            event = self._page.popleft() if self._page else self._live_nowait()
+            if event is None:
                 return None
             if self._is_new(event):
                 return event
         return None
+
+    def _live_nowait(self) -> StoredEvent | None:
+        if self._live is None or (event := self._live.receive_nowait()) is None:
+            return None
+        return event if self._follows(event) else None
 
     def _is_new(self, event: StoredEvent) -> bool:
         """Whether `event` comes after the last one given (if so, it is the last one now)."""
