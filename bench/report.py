@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 import os
 import statistics
 import sys
@@ -32,6 +33,14 @@ def describe(found: dict[str, Any]) -> str:
 
 def p90(values: Sequence[float]) -> float:
     return statistics.quantiles(values, n=10, method="inclusive")[-1]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The `q`-th percentile (0-100), interpolated between the two nearest values."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
