@@ -173,8 +173,9 @@ def _values_in(value: Any, budget: int) -> int:
     return count
 
 
-def _encode(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# What json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False) makes,
+# without making an encoder at each call.
+_encode: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def utf8(text: str) -> bytes:

@@ -145,11 +145,18 @@ class _Run:
         return not self.graph.outgoing[node.id]
 
     async def _run_node(self, node: Node) -> None:
+        """Run `node`, then, in this task and slot, a node it made ready (a chain runs in one
+        task: a task per node cost a third of a transform node)."""
         # Acquiring checkpoints: a node started by a run that is being cancelled never begins.
         async with self._limiter:
-            await self.ready()
-            log = await self._execute(node)
-            self._settle(node, log)  # holding the slot: a failed run hands it to nobody
+            next_node: Node | None = node
+            while next_node is not None:
+                await self.ready()
+                log = await self._execute(next_node)
+                # Holding the slot: a failed run hands it to nobody.
+                next_node = self._settle(next_node, log)
+                if next_node is not None:
+                    await trio.lowlevel.checkpoint()  # as acquiring a slot would
 
     async def _execute(self, node: Node) -> ExecutionLog:
         inputs = self._inputs.pop(node.id)
@@ -238,18 +245,27 @@ class _Run:
             " FLOWTRUX_MAX_RUN_LOG_BYTES"
         )
 
-    def _settle(self, node: Node, log: ExecutionLog) -> None:
+    def _settle(self, node: Node, log: ExecutionLog) -> Node | None:
+        """Record how `node` ended and settle its edges; the first node that made ready, for
+        the caller to run, after starting the others in tasks of their own."""
         if log.status is NodeStatus.ERROR and node.on_error == "fail":
             self._failure = RunFailed(f"node '{node.name}' ({node.id}) failed: {log.error}")
             self._nursery.cancel_scope.cancel()
-            return
+            return None
         self._scope.setdefault(node.id, {})["output"] = log.output
         if node.type == "trigger":
             self._scope.setdefault("trigger", {})["data"] = log.output
-        self._release((edge, _is_live(edge, node, log)) for edge in self.graph.outgoing[node.id])
+        ready = self._release(
+            (edge, _is_live(edge, node, log)) for edge in self.graph.outgoing[node.id]
+        )
+        for other in ready[1:]:
+            self._nursery.start_soon(self._run_node, other)
+        return ready[0] if ready else None
 
-    def _release(self, settled: Iterable[tuple[Edge, bool]]) -> None:
-        """Settle edges (live or dead); start or skip each target whose edges are all settled."""
+    def _release(self, settled: Iterable[tuple[Edge, bool]]) -> list[Node]:
+        """Settle edges (live or dead); skip each target whose edges are all settled and dead.
+        The targets whose edges are all settled and one of them live: ready to run."""
+        ready: list[Node] = []
         todo = deque(settled)
         while todo:
             edge, live = todo.popleft()
@@ -260,10 +276,11 @@ class _Run:
                 continue
             target = self.graph.by_id[edge.target]
             if edge.target in self._inputs:
-                self._nursery.start_soon(self._run_node, target)
+                ready.append(target)
             else:
                 self._skip(target, ExecutionLog.skipped(target))
                 todo.extend((dead, False) for dead in self.graph.outgoing[target.id])
+        return ready
 
     def _skip_unstarted(self) -> None:
         """The run has ended (failed, cancelled, timed out): log the nodes it never started."""

@@ -15,6 +15,8 @@ from starlette.responses import StreamingResponse
 from flowtrux.store.executions import ExecutionStore
 from flowtrux.strict_json import dumps, utf8
 
+WRITE_BYTES = 64 * 1024
+
 
 @attrs.frozen
 class RawJson:
@@ -33,8 +35,24 @@ def execution_json_response(
     """`{<fields>, "logs": [<every node log of the execution>]}`, inside `{wrapped_in: …}`
     when given. A RawJson field is written as it is."""
     return StreamingResponse(
-        _chunks(store, execution_id, fields, wrapped_in), media_type="application/json"
+        _coalesced(_chunks(store, execution_id, fields, wrapped_in)),
+        media_type="application/json",
     )
+
+
+async def _coalesced(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`chunks` joined into writes of about WRITE_BYTES: an answer of a few logs is one write
+    (one pass through ASGI, h11 and the socket), a large one is still sent a page at a time."""
+    pending: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= WRITE_BYTES:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 async def _chunks(

@@ -358,26 +358,24 @@ class ExecutionStore:
 def _append(conn: Connection, records: Iterable[JournalRecord]) -> Appended:
     encode = _Encoder()
     events: list[StoredEvent] = []
-    logs, finishes, backgrounded = [], [], []
+    logs: list[tuple[str, int, str, str]] = []
+    finishes, backgrounded = [], []
     for record in records:
         match record:
             case NewEvent(execution_id, seq, name, payload):
                 events.append(StoredEvent(execution_id, seq, name, encode(payload)))
-            case NodeLogRecord():
-                logs.append({**attrs.asdict(record, recurse=False), "log": encode(record.log)})
+            case NodeLogRecord(execution_id, position, node_id, log):
+                logs.append((execution_id, position, node_id, encode(log)))
             case Finish():
                 finishes.append(record)
             case Backgrounded():
                 backgrounded.append({"id": record.execution_id})
     conn.executemany(
-        "INSERT INTO execution_events (execution_id, seq, name, data)"
-        " VALUES (:execution_id, :seq, :name, :data)",
-        [attrs.asdict(event) for event in events],
+        "INSERT INTO execution_events (execution_id, seq, name, data) VALUES (?, ?, ?, ?)",
+        [(event.execution_id, event.seq, event.name, event.data) for event in events],
     )
     conn.executemany(
-        "INSERT INTO node_logs (execution_id, position, node_id, log)"
-        " VALUES (:execution_id, :position, :node_id, :log)",
-        logs,
+        "INSERT INTO node_logs (execution_id, position, node_id, log) VALUES (?, ?, ?, ?)", logs
     )
     conn.executemany("UPDATE executions SET background = TRUE WHERE id = :id", backgrounded)
     stale = [finish.execution_id for finish in finishes if not finish_running(conn, finish)]
