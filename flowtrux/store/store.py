@@ -14,7 +14,7 @@ from flowtrux.store.processes import ProcessStore
 from flowtrux.store.sessions import SessionStore
 from flowtrux.store.sqlite import LOCK_WAIT_S, open_sqlite
 from flowtrux.store.users import UserStore
-from flowtrux.store.workflows import WorkflowStore
+from flowtrux.store.workflows import Documents, WorkflowStore
 from flowtrux.store.workspaces import WorkspaceStore
 
 
@@ -26,6 +26,7 @@ class UnsupportedDatabase(ValueError):
 class Store:
     url: str
     db: Database
+    workflow_documents: Documents = attrs.field(factory=Documents)
 
     @property
     def users(self) -> UserStore:
@@ -41,7 +42,7 @@ class Store:
 
     @property
     def workflows(self) -> WorkflowStore:
-        return WorkflowStore(self.db)
+        return WorkflowStore(self.db, self.workflow_documents)
 
     @property
     def executions(self) -> ExecutionStore:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,8 @@ from flowtrux.engine.graph import Graph
 from flowtrux.ids import new_id
 from flowtrux.store.database import Connection, Database
 from flowtrux.timestamps import from_iso, to_iso, utc_now
+
+KEPT_DOCUMENT_BYTES = 8 * 1024 * 1024
 
 
 @attrs.frozen
@@ -23,23 +26,66 @@ class Workflow:
     edges: list[Any]
     created_at: datetime
     updated_at: datetime
+    graph: Graph = attrs.field(eq=False, repr=False)
 
     @classmethod
-    def from_row(cls, row: Any) -> Workflow:
-        definition = json.loads(row["definition"])
+    def from_row(cls, row: Any, documents: Documents) -> Workflow:
+        document = documents.parse(row["id"], row["definition"])
         return cls(
             row["id"],
             row["workspace_id"],
             row["name"],
-            definition["nodes"],
-            definition["edges"],
+            document.nodes,
+            document.edges,
             from_iso(row["created_at"]),
             from_iso(row["updated_at"]),
+            document.graph,
         )
 
-    @property
-    def graph(self) -> Graph:
-        return Graph.from_json(self.nodes, self.edges)
+
+@attrs.frozen
+class Document:
+    """A workflow's stored document, parsed. Shared by every run of it: never changed."""
+
+    text: str
+    nodes: list[Any]
+    edges: list[Any]
+    graph: Graph
+
+    @classmethod
+    def parse(cls, text: str) -> Document:
+        definition = json.loads(text)
+        nodes, edges = definition["nodes"], definition["edges"]
+        return cls(text, nodes, edges, Graph.from_json(nodes, edges))
+
+
+@attrs.define(eq=False)
+class Documents:
+    """The last parse of each workflow's document, kept while its stored text stays the same
+    (a run of a 1,000-node workflow used to spend as long parsing it as running 40 of its
+    nodes), up to `max_bytes` of text in all; the least recently used go first."""
+
+    max_bytes: int = KEPT_DOCUMENT_BYTES
+    _kept: OrderedDict[str, Document] = attrs.field(factory=OrderedDict, init=False)
+    _bytes: int = attrs.field(default=0, init=False)
+
+    def parse(self, workflow_id: str, text: str) -> Document:
+        kept = self._kept.get(workflow_id)
+        if kept is not None and kept.text == text:
+            self._kept.move_to_end(workflow_id)
+            return kept
+        document = Document.parse(text)
+        self._forget(workflow_id)
+        if len(text) <= self.max_bytes // 4:
+            self._kept[workflow_id] = document
+            self._bytes += len(text)
+            while self._bytes > self.max_bytes:
+                self._forget(next(iter(self._kept)))
+        return document
+
+    def _forget(self, workflow_id: str) -> None:
+        if (gone := self._kept.pop(workflow_id, None)) is not None:
+            self._bytes -= len(gone.text)
 
 
 @attrs.frozen
@@ -57,12 +103,14 @@ def _definition(nodes: list[Any], edges: list[Any]) -> str:
 @attrs.frozen
 class WorkflowStore:
     db: Database
+    documents: Documents = attrs.field(factory=Documents)
 
     async def create(
         self, workspace_id: str, name: str, nodes: list[Any], edges: list[Any]
     ) -> Workflow:
         now = utc_now()
-        workflow = Workflow(new_id("wf"), workspace_id, name, nodes, edges, now, now)
+        graph = Graph.from_json(nodes, edges)
+        workflow = Workflow(new_id("wf"), workspace_id, name, nodes, edges, now, now, graph)
         await self.db.write(
             lambda conn: conn.execute(
                 "INSERT INTO workflows (id, workspace_id, name, definition, created_at, updated_at)"
@@ -84,7 +132,7 @@ class WorkflowStore:
                 "SELECT * FROM workflows WHERE id = :id", {"id": workflow_id}
             ).fetchone()
         )
-        return None if row is None else Workflow.from_row(row)
+        return None if row is None else Workflow.from_row(row, self.documents)
 
     async def in_workspace(self, workspace_id: str) -> list[WorkflowSummary]:
         rows = await self.db.read(
@@ -120,7 +168,7 @@ class WorkflowStore:
             ).fetchone()
 
         row = await self.db.write(change)
-        return None if row is None else Workflow.from_row(row)
+        return None if row is None else Workflow.from_row(row, self.documents)
 
     async def set_webhook_token_hash(self, workflow_id: str, token_hash: str) -> None:
         """Store the hash of the workflow's new webhook token, voiding the old one."""
