@@ -14,11 +14,10 @@ test: $(VENV)/.dev system-deps
 	$(BIN)/mypy
 	$(BIN)/pytest
 
+# Every benchmark, one table; results in bench/results.md and .json (n8n, compared with, is
+# installed with npm into ~/.cache/flowtrux-bench on first use).
 bench: $(VENV)/.dev
-	$(BIN)/python -m bench.cancel_latency
-	$(BIN)/python -m bench.engine_cost
-	$(BIN)/python -m bench.workflow_create
-	$(BIN)/python -m bench.outbound
+	$(BIN)/python -m bench
 
 $(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -24,6 +24,7 @@ import attrs
 import trio
 
 from bench import report, workflows
+from bench.results import Figure, Section
 from flowtrux.engine.events import NodeEvent
 from flowtrux.engine.graph import Graph
 from flowtrux.engine.scheduler import Limits, execute
@@ -205,14 +206,38 @@ def print_results(results: dict[str, dict[str, Any]], context: dict[str, Any], r
     )
 
 
+async def run(length: int, repeat: int) -> dict[str, dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="flowtrux-bench-") as tmp:
+        return await benchmark(length, repeat, Path(tmp) / "bench.db")
+
+
+async def measure(quick: bool) -> Section:
+    """For `python -m bench`."""
+    length, repeat = 1000, 3 if quick else 20
+    results = await run(length, repeat)
+    relative = ratios(results)
+    figures = tuple(
+        Figure(f"{found['title']} (median)", found["median_us_per_node"], "µs/node", None,
+               f"min {found['min_us_per_node']}; {relative[key]}x the engine chain")
+        for key, found in results.items()
+    )  # fmt: skip
+    store = results["store_chain"]
+    notes = (
+        f"{repeat} interleaved rounds of {length} transforms, in the bench's process, no HTTP;"
+        f" the journal: {store['journal_transactions_median']} transactions per run (median),"
+        f" {store['records_per_transaction']} records each",
+    )
+    title = "Engine and journal cost per node (in process, no HTTP)"
+    return Section("engine_cost", title, figures, notes, results)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=1000, help="transforms (default 1000)")
     parser.add_argument("--repeat", type=int, default=20, help="rounds (default 20)")
     args = parser.parse_args()
     report.quiet_logs()
-    with tempfile.TemporaryDirectory(prefix="flowtrux-bench-") as tmp:
-        results = trio.run(benchmark, args.nodes, args.repeat, Path(tmp) / "bench.db")
+    results = trio.run(run, args.nodes, args.repeat)
     context = report.context("trio")
     print_results(results, context, args.repeat)
     report.print_json(

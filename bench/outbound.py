@@ -31,6 +31,7 @@ import httpx
 import trio
 
 from bench import report
+from bench.results import Figure, Section
 from flowtrux.engine.graph import Graph
 from flowtrux.engine.scheduler import Limits, execute
 from flowtrux.outbound.client import Outbound, open_outbound
@@ -141,6 +142,24 @@ async def benchmark(length: int, repeat: int, runs: int) -> dict[str, Any]:
             "max": max(cancels) * 1e3,
         },
     }
+
+
+async def measure(quick: bool) -> Section:
+    """For `python -m bench`."""
+    length, repeat, runs = (50, 3, 20) if quick else (200, 10, 200)
+    found = await benchmark(length, repeat, runs)
+    bare, node, cancel = found["bare_us"], found["node_us"], found["cancel_ms"]
+    figures = (
+        Figure("bare httpx GET, keep-alive (median)", bare["median"], "µs/request", None,
+               f"min {bare['min']:.0f}"),
+        Figure("the same GET by a chain of http nodes (median)", node["median"], "µs/request",
+               None, f"min {node['min']:.0f}"),
+        Figure("  http nodes / bare httpx", node["median"] / bare["median"], "x"),
+        Figure("cancel of a waiting request -> its socket closed: p50", cancel["median"], "ms"),
+        Figure("  p90", cancel["p90"], "ms", None, f"max {cancel['max']:.2f} ms"),
+    )  # fmt: skip
+    notes = (f"{repeat} rounds of {length} GETs, {runs} cancels; in the bench's process",)
+    return Section("outbound", "Outbound requests (in process)", figures, notes, found)
 
 
 def main() -> None:

@@ -68,10 +68,12 @@ class Section:
     figures: tuple[Figure, ...]
     notes: tuple[str, ...] = ()
     details: Mapping[str, Any] = attrs.field(factory=dict)
+    error: str = ""  # the benchmark could not run: why
 
     def as_json(self) -> dict[str, Any]:
         return {
             "title": self.title,
+            "error": self.error or None,
             "figures": [figure.as_json() for figure in self.figures],
             "notes": list(self.notes),
             "details": dict(self.details),

@@ -28,11 +28,15 @@ import httpx
 import trio
 
 from bench import report, workflows
-from bench.cancel_latency import EMAIL, PASSWORD, seed_owner
+from bench.results import Figure, Section
+from bench.served import EMAIL, PASSWORD
+from flowtrux.access import Role
 from flowtrux.config import Settings
 from flowtrux.engine.validation import validate_workflow
 from flowtrux.http.app import create_app
 from flowtrux.http.serve import hypercorn_config, serve
+from flowtrux.passwords import hash_password
+from flowtrux.store.store import Store
 
 REFUSED_NODES = 8_000
 POLL_INTERVAL_S = 0.02
@@ -47,6 +51,14 @@ class WrongResult(RuntimeError):
 class Create:
     seconds: float  # the POST, sent to answered
     healthz_waits: list[float]  # each /healthz answered meanwhile, in seconds
+
+
+async def seed_owner(store: Store) -> str:
+    """An owner of workspace Bench; returns the workspace id."""
+    user = await store.users.create(EMAIL, "Bench", await hash_password(PASSWORD))
+    space = await store.workspaces.ensure("Bench")
+    await store.workspaces.set_role(space.id, user.id, Role.OWNER)
+    return space.id
 
 
 def document(transforms: int) -> dict[str, Any]:
@@ -156,19 +168,13 @@ def healthz_summary(waits_ms: list[float]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=5000, help="nodes, trigger included")
-    parser.add_argument("--repeat", type=int, default=10, help="runs of each case (default 10)")
-    args = parser.parse_args()
-    report.quiet_logs()
-    validation = time_validation(document(args.nodes - 1), args.repeat)
+async def run(nodes: int, repeat: int) -> dict[str, Any]:
+    validation = time_validation(document(nodes - 1), repeat)
     with tempfile.TemporaryDirectory(prefix="flowtrux-bench-") as tmp:
-        found = trio.run(benchmark, args.nodes - 1, args.repeat, Path(tmp) / "bench.db")
-    context = report.context("trio", "hypercorn", "jsonschema")
-    results = {
+        found = await benchmark(nodes - 1, repeat, Path(tmp) / "bench.db")
+    return {
         "validation": {
-            "nodes": args.nodes,
+            "nodes": nodes,
             "min_ms": round(min(validation) * 1000, 1),
             "median_ms": round(statistics.median(validation) * 1000, 1),
         },
@@ -176,6 +182,38 @@ def main() -> None:
         "create_refused": create_summary(found["refused"], found["refused_body_bytes"]),
         "idle": healthz_summary([wait * 1000 for wait in found["idle"]]),
     }
+
+
+async def measure(quick: bool) -> Section:
+    """For `python -m bench`."""
+    nodes, repeat = (2000, 2) if quick else (5000, 10)
+    results = await run(nodes, repeat)
+    validation, accepted = results["validation"], results["create_accepted"]
+    refused, idle = results["create_refused"], results["idle"]
+    figures = (
+        Figure(f"validate_workflow, {nodes:,} nodes (median)", validation["median_ms"], "ms"),
+        Figure("create over HTTP (median)", accepted["create_median_ms"], "ms", None,
+               f"max {accepted['create_max_ms']} ms"),
+        Figure("  /healthz meanwhile: p90", accepted["healthz_p90_ms"], "ms", None,
+               f"max {accepted['healthz_max_ms']} ms"),
+        Figure(f"create of {REFUSED_NODES:,} nodes, refused 422 (median)",
+               refused["create_median_ms"], "ms", None,
+               f"/healthz max {refused['healthz_max_ms']} ms"),
+        Figure("/healthz, nothing else going on: p90", idle["healthz_p90_ms"], "ms", None,
+               f"max {idle['healthz_max_ms']} ms"),
+    )  # fmt: skip
+    notes = (f"{repeat} runs of each case; in the bench's process (client and server share it)",)
+    return Section("workflow_create", "Workflow validation and create", figures, notes, results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=5000, help="nodes, trigger included")
+    parser.add_argument("--repeat", type=int, default=10, help="runs of each case (default 10)")
+    args = parser.parse_args()
+    report.quiet_logs()
+    results = trio.run(run, args.nodes, args.repeat)
+    context = report.context("trio", "hypercorn", "jsonschema")
     print_results(args.nodes, results, context, args.repeat)
     report.print_json({"benchmark": "workflow_create", **context, "repeat": args.repeat, **results})
 
