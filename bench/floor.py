@@ -6,7 +6,8 @@ what Trio itself costs on the same machine in the same run.
 - `POST /fan_out?nodes=N`: N parallel tasks (at most 16 at a time, FlowTrux's default of
   `FLOWTRUX_MAX_CONCURRENT_NODES`), then a join task;
 - each task sends two small JSON events (`node_start`, `node_complete`) over a chunked
-  `text/event-stream` answer, between a `start` and a `complete` event, each with its own write;
+  `text/event-stream` answer, between a `start` and a `complete` event; a writer task writes
+  the events queued each time it runs, in one chunk;
 - `POST /json`: a small JSON answer at once (what a load client can do at most).
 
 Run as its own process (`python -m bench.floor` prints its port), as `flowtrux serve` is.
@@ -42,30 +43,50 @@ JSON_ANSWER = (
 )
 
 
-@attrs.define
+@attrs.define(eq=False)
 class Events:
-    """One answer's events, each written as its own chunk."""
+    """One answer's events. `send` queues an event (a sync call, as FlowTrux's engine emits);
+    a writer task writes whatever has queued in one chunk each time it runs (as FlowTrux writes
+    the events at hand in one write)."""
 
     stream: trio.SocketStream
-    lock: trio.StrictFIFOLock = attrs.field(factory=trio.StrictFIFOLock)
+    pending: list[bytes] = attrs.Factory(list)
+    ready: trio.Event = attrs.Factory(trio.Event)
+    closed: bool = False
     sequence: int = 0
 
-    async def send(self, name: str, data: object) -> None:
+    def send(self, name: str, data: object) -> None:
         self.sequence += 1
-        block = f"id: {self.sequence}\nevent: {name}\ndata: {json.dumps(data)}\n\n".encode()
-        async with self.lock:
-            await self.stream.send_all(b"%x\r\n%s\r\n" % (len(block), block))
+        self.pending.append(
+            f"id: {self.sequence}\nevent: {name}\ndata: {json.dumps(data)}\n\n".encode()
+        )
+        self.ready.set()
 
-    async def node(self, index: int) -> None:
+    def close(self) -> None:
+        """The writer returns once it has written what is queued."""
+        self.closed = True
+        self.ready.set()
+
+    async def write(self) -> None:
+        while True:
+            await self.ready.wait()
+            self.ready = trio.Event()
+            blocks, self.pending = b"".join(self.pending), []
+            if blocks:
+                await self.stream.send_all(b"%x\r\n%s\r\n" % (len(blocks), blocks))
+            if self.closed and not self.pending:
+                return
+
+    def node(self, index: int) -> None:
         node_id = f"t{index}"
-        await self.send("node_start", {"nodeId": node_id, "nodeType": "transform"})
+        self.send("node_start", {"nodeId": node_id, "nodeType": "transform"})
         log = {"nodeId": node_id, "status": "success", "input": {}, "output": {"i": 1}}
-        await self.send("node_complete", log)
+        self.send("node_complete", log)
 
 
 async def chain(events: Events, nodes: int) -> None:
     async def node(nursery: trio.Nursery, index: int) -> None:
-        await events.node(index)
+        events.node(index)
         if index + 1 < nodes:
             nursery.start_soon(node, nursery, index + 1)
 
@@ -78,13 +99,13 @@ async def fan_out(events: Events, nodes: int) -> None:
 
     async def node(index: int) -> None:
         async with limiter:
-            await events.node(index)
+            events.node(index)
 
-    await events.node(0)
+    events.node(0)
     async with trio.open_nursery() as nursery:
         for index in range(1, nodes - 1):
             nursery.start_soon(node, index)
-    await events.node(nodes - 1)
+    events.node(nodes - 1)
 
 
 SHAPES: dict[str, Callable[[Events, int], Awaitable[None]]] = {
@@ -98,9 +119,12 @@ async def stream_run(stream: trio.SocketStream, path: str) -> None:
     nodes = int(parse_qs(url.query)["nodes"][0])
     await stream.send_all(STREAM_HEAD)
     events = Events(stream)
-    await events.send("start", {"executionId": "floor"})
-    await SHAPES[url.path](events, nodes)
-    await events.send("complete", {"success": True, "executionId": "floor"})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(events.write)
+        events.send("start", {"executionId": "floor"})
+        await SHAPES[url.path](events, nodes)
+        events.send("complete", {"success": True, "executionId": "floor"})
+        events.close()
     await stream.send_all(b"0\r\n\r\n")
 
 
