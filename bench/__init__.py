@@ -1,1 +1,1 @@
-"""FlowTrux benchmarks: `python -m bench.cancel_latency`, `python -m bench.engine_cost`."""
+"""FlowTrux benchmarks: `python -m bench` runs them all (bench/README.md says what each measures)."""
