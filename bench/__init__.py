@@ -1,1 +1,1 @@
-"""FlowTrux benchmarks: `python -m bench` runs them all (bench/README.md says what each measures)."""
+"""FlowTrux benchmarks: `python -m bench` runs them all; bench/README.md says what each measures."""
