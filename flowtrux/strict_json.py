@@ -159,17 +159,21 @@ def _fits_a_piece(value: Any) -> bool:
     return _values_in(value, PIECE_ITEMS) <= PIECE_ITEMS
 
 
+_CONTAINERS: Final = (dict, list, tuple)
+
+
 def _values_in(value: Any, budget: int) -> int:
     """How many values `value` holds, itself included; counting stops once past `budget`."""
-    count, todo = 0, [value]
-    while todo:
+    if type(value) not in _CONTAINERS:
+        return 1
+    count, todo = 1, [value]
+    while todo:  # holds containers only: most members are counted without being visited
         item = todo.pop()
-        count += 1
-        kind = type(item)
-        members = item.values() if kind is dict else item if kind in (list, tuple) else ()
-        if count + len(members) > budget:
+        members = item.values() if type(item) is dict else item
+        count += len(members)
+        if count > budget:
             return budget + 1
-        todo.extend(members)
+        todo += [member for member in members if type(member) in _CONTAINERS]
     return count
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from flowtrux.engine.states import RunStatus
-from flowtrux.store.database import Connection, Database, delete_some
+from flowtrux.store.database import Connection, Database, delete_some, insert_rows
 from flowtrux.strict_json import dumps, utf8
 from flowtrux.timestamps import from_iso, to_iso
 
@@ -370,13 +370,13 @@ def _append(conn: Connection, records: Iterable[JournalRecord]) -> Appended:
                 finishes.append(record)
             case Backgrounded():
                 backgrounded.append({"id": record.execution_id})
-    conn.executemany(
-        "INSERT INTO execution_events (execution_id, seq, name, data) VALUES (?, ?, ?, ?)",
+    insert_rows(
+        conn,
+        "execution_events",
+        ("execution_id", "seq", "name", "data"),
         [(event.execution_id, event.seq, event.name, event.data) for event in events],
     )
-    conn.executemany(
-        "INSERT INTO node_logs (execution_id, position, node_id, log) VALUES (?, ?, ?, ?)", logs
-    )
+    insert_rows(conn, "node_logs", ("execution_id", "position", "node_id", "log"), logs)
     conn.executemany("UPDATE executions SET background = TRUE WHERE id = :id", backgrounded)
     stale = [finish.execution_id for finish in finishes if not finish_running(conn, finish)]
     return Appended(events, stale)
