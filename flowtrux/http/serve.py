@@ -15,7 +15,7 @@ from hypercorn.typing import Framework
 from hypercorn.utils import wrap_app  # as hypercorn.trio.serve does, which takes no sockets
 from starlette.applications import Starlette
 
-from flowtrux import gil, memory
+from flowtrux import collector, gil, memory
 from flowtrux.config import Settings, read_toml
 from flowtrux.http import hypercorn_fixes
 from flowtrux.http.hypercorn_fixes.connections import Bounds, bound_connections
@@ -54,6 +54,7 @@ async def serve(
     hypercorn_fixes.apply()
     memory.return_large_blocks()
     gil.hand_back_soon()
+    collector.tune_for_serving()
     framework = cast(Framework, app)  # Starlette is an ASGI app; hypercorn's types are narrower
     await worker_serve(
         wrap_app(framework, config.wsgi_max_body_size, None),
