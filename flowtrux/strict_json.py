@@ -159,9 +159,6 @@ def _fits_a_piece(value: Any) -> bool:
     return _values_in(value, PIECE_ITEMS) <= PIECE_ITEMS
 
 
-_CONTAINERS: Final = (dict, list, tuple)
-
-
 def _values_in(value: Any, budget: int) -> int:
     """How many values `value` holds, itself included; counting stops once past `budget`."""
     if type(value) not in _CONTAINERS:
