@@ -48,6 +48,7 @@ OWNER = {  # n8n asks for one before anything can be saved
 }
 INSTALL_TIMEOUT_S = 3600
 START_TIMEOUT_S = 180
+UP = b"Editor is now accessible via"
 SETTINGS = {  # headless, quiet, nothing sent out; every other setting is n8n's default
     "N8N_LISTEN_ADDRESS": "127.0.0.1",
     "N8N_DIAGNOSTICS_ENABLED": "false",
@@ -174,7 +175,9 @@ async def running_n8n(chains: Sequence[int]) -> AsyncIterator[N8n]:
             )  # fmt: skip
         try:
             n8n = N8n(process, port)
-            await _activate(n8n, log, imported)
+            await _until_up(n8n, log)
+            await _activate(n8n, imported)
+            await _until_answering(n8n, chains)
             yield n8n
         finally:
             await procs.stop(process, grace_s=20)
@@ -189,7 +192,7 @@ async def _cli(env: dict[str, str], folder: str, *args: str) -> None:
         raise RuntimeError(f"n8n {args[0]} failed: {done.stdout.decode(errors='replace')[-2000:]}")
 
 
-async def _activate(n8n: N8n, log: Path, workflows: list[dict[str, Any]]) -> None:
+async def _activate(n8n: N8n, workflows: list[dict[str, Any]]) -> None:
     """Set up the owner, then save each workflow active, through n8n's REST API.
 
     `n8n update:workflow --active=true` cannot do it in 1.123: activation points the workflow at
@@ -199,7 +202,7 @@ async def _activate(n8n: N8n, log: Path, workflows: list[dict[str, Any]]) -> Non
     # n8n ties its session to the `browser-id` header it was opened with.
     headers = {"browser-id": "flowtrux-bench"}
     async with httpx.AsyncClient(base_url=n8n.url, headers=headers, timeout=60) as client:
-        await _set_up_owner(n8n, log, client)
+        (await client.post("/rest/owner/setup", json=OWNER)).raise_for_status()
         for workflow in workflows:
             change = {"name": workflow["name"], "versionId": workflow["versionId"], "active": True}
             saved = await client.patch(f"/rest/workflows/{workflow['id']}", json=change)
@@ -207,18 +210,22 @@ async def _activate(n8n: N8n, log: Path, workflows: list[dict[str, Any]]) -> Non
                 raise RuntimeError(f"n8n: activation refused: {saved.status_code} {saved.text}")
 
 
-async def _set_up_owner(n8n: N8n, log: Path, client: httpx.AsyncClient) -> None:
-    """Wait for n8n's REST API (up after its health checks) and set up the owner."""
+async def _until_up(n8n: N8n, log: Path) -> None:
+    """Wait for n8n's line saying it is up: it comes once its active workflows are loaded
+    (its REST API answers before that, and a workflow activated then may get no webhook)."""
     with trio.fail_after(START_TIMEOUT_S):
-        while True:
+        while UP not in await trio.Path(log).read_bytes():
             if n8n.process.poll() is not None:
                 output = await trio.Path(log).read_text(errors="replace")
                 raise RuntimeError(f"n8n exited: {output[-3000:]}")
-            try:
-                owner = await client.post("/rest/owner/setup", json=OWNER)
-                if owner.status_code != 404:
-                    owner.raise_for_status()
-                    return
-            except httpx.TransportError:
-                pass
-            await trio.sleep(0.5)
+            await trio.sleep(0.2)
+
+
+async def _until_answering(n8n: N8n, chains: Sequence[int]) -> None:
+    """Wait until every chain's webhook answers (activation is asynchronous)."""
+    with trio.fail_after(START_TIMEOUT_S):
+        for transforms in chains:
+            while True:
+                if (await n8n.call(chain_path(transforms))).head.status == 200:
+                    break
+                await trio.sleep(0.2)

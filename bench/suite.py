@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
+import trio
 
 from bench import (
     cancel_latency,
@@ -54,8 +56,8 @@ class Lab:
                 try:
                     running = n8n.running_n8n(N8N_CHAINS)
                     self.n8n = await self.stack.enter_async_context(running)
-                except (RuntimeError, OSError) as exc:
-                    self.n8n_skipped = f"n8n did not start: {exc}"
+                except (RuntimeError, OSError, httpx.HTTPError, trio.TooSlowError) as exc:
+                    self.n8n_skipped = f"n8n did not start: {type(exc).__name__}: {exc}"
         return self.n8n, self.n8n_skipped
 
 

@@ -118,8 +118,15 @@ async def measure(n8n: N8n | None, n8n_skipped: str, quick: bool) -> Section:
 
 
 def _figure(found: dict[str, dict[str, float | int | str]], key: str, name: str) -> float | None:
+    """The figure, or None where no run succeeded."""
     value = found.get(key, {}).get(name)
-    return float(value) if isinstance(value, (int, float)) else None
+    runs = found.get(key, {}).get("runs")
+    return float(value) if isinstance(value, (int, float)) and runs else None
+
+
+def _errors(found: dict[str, dict[str, float | int | str]], key: str, otherwise: str = "") -> str:
+    errors = found.get(key, {}).get("errors")
+    return f"{errors} errors (see below)" if errors else otherwise
 
 
 def section(
@@ -144,14 +151,17 @@ def _figures(found: dict[str, dict[str, float | int | str]], n8n_skipped: str) -
         n8n = _figure(found, f"n8n_{clients}", "runs_per_s")
         first = clients == CLIENTS[0]
         yield Figure(f"FlowTrux, {clients} clients", one, "runs/s",
-                     at_least(MIN_RUNS_PER_S) if first else None)  # fmt: skip
+                     at_least(MIN_RUNS_PER_S) if first else None,
+                     _errors(found, f"flowtrux_{clients}"))  # fmt: skip
         yield Figure("  p50 latency", _figure(found, f"flowtrux_{clients}", "p50_ms"), "ms")
         yield Figure("  p99 latency", _figure(found, f"flowtrux_{clients}", "p99_ms"), "ms",
                      at_most(MAX_P99_MS) if first else None)  # fmt: skip
-        yield Figure(f"FlowTrux --workers 2, {clients} clients", two, "runs/s")
+        yield Figure(f"FlowTrux --workers 2, {clients} clients", two, "runs/s", None,
+                     _errors(found, f"flowtrux_2_{clients}"))  # fmt: skip
         yield Figure("  / 1 worker", ratio(two, one), "x", at_least(MIN_WORKERS_GAIN),
                      "target: close to 2x")  # fmt: skip
-        yield Figure(f"n8n, {clients} clients", n8n, "runs/s", None, n8n_skipped)
+        yield Figure(f"n8n, {clients} clients", n8n, "runs/s", None,
+                     _errors(found, f"n8n_{clients}", n8n_skipped))  # fmt: skip
         yield Figure("  p99 latency", _figure(found, f"n8n_{clients}", "p99_ms"), "ms", None,
                      n8n_skipped)  # fmt: skip
         yield Figure("  FlowTrux / n8n", ratio(one, n8n), "x", at_least(MIN_TIMES_N8N), n8n_skipped)
