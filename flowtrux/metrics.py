@@ -6,6 +6,7 @@ worker adds up every worker's (prometheus-client's multiprocess mode; the open s
 the sum over the workers alive).
 """
 
+import functools
 import os
 
 from prometheus_client import (
@@ -33,6 +34,14 @@ open_streams = Gauge(
     "flowtrux_open_streams", "Event streams open (execute/stream and /events).",
     multiprocess_mode="livesum",
 )  # fmt: skip
+
+
+@functools.cache  # a few node types and statuses: the labelled histogram, found once
+def node_duration(node_type: str, status: str) -> Histogram:
+    """How long nodes of `node_type` that ended with `status` ran."""
+    return node_seconds.labels(node_type, status)
+
+
 events_sent = Counter("flowtrux_events_sent", "Events written to streams.")
 stop_seconds = Histogram(
     "flowtrux_stop_latency_seconds",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import attrs
 import trio
@@ -50,8 +50,7 @@ class _Deferred(Exception):
     """The walk is longer than the event loop should take: go on in a thread."""
 
 
-@attrs.frozen
-class _Known:
+class _Known(NamedTuple):  # a tuple: one is made for each value a node outputs or logs
     value: object  # held: while it lives, its id is its own
     size: int
     height: int  # levels of lists and objects, itself included
@@ -121,6 +120,10 @@ class _Walk:
         kind = type(value)
         if kind is str and len(value) < MEASURED_ONCE:
             return _string_size(value), 0
+        if not value and kind in (dict, list, tuple):  # nothing to remember: {} or []
+            if depth >= MAX_DEPTH:
+                raise OutputNotStorable(f"{self.what} is nested deeper than {MAX_DEPTH} levels")
+            return 2, 1
         if kind in (str, dict, list, tuple) or isinstance(value, Mapping):
             known = self.sizes.known.get(id(value))
             if known is None:

@@ -302,7 +302,7 @@ class Recorder:
                 self._event("node_delta", {"nodeId": node_id, "delta": delta, "attempt": attempt})
             case NodeCompleted(log):
                 seconds = (log.duration_ms or 0) / 1000
-                metrics.node_seconds.labels(log.node_type, log.status.value).observe(seconds)
+                metrics.node_duration(log.node_type, log.status.value).observe(seconds)
                 payload = payloads.log_payload(log)
                 self._event("node_complete", payload)
                 self._log(log.node_id, payload)
