@@ -3,7 +3,7 @@
 
 from starlette.requests import Request
 
-from flowtrux.access import Permission
+from flowtrux.access import Permission, Role
 from flowtrux.errors import NotAuthenticated, NotFound, PermissionDenied
 from flowtrux.http.services import services
 from flowtrux.store.users import User
@@ -33,6 +33,10 @@ async def require(
     """Raise NotFound (naming `kind` `ident`) unless `user` is a member of the workspace, and
     PermissionDenied unless their role grants `permission`."""
     role = await services(request).store.workspaces.role_of(user.id, workspace_id)
+    _check(role, permission, kind, ident)
+
+
+def _check(role: Role | None, permission: Permission, kind: str, ident: str) -> None:
     if role is None:
         raise NotFound(kind, ident)
     if not role.can(permission):
@@ -42,8 +46,9 @@ async def require(
 async def workflow_for(request: Request, user: User, permission: Permission) -> Workflow:
     """The workflow named by the path's `workflow_id`, if `user` may do `permission` on it."""
     workflow_id = request.path_params["workflow_id"]
-    workflow = await services(request).store.workflows.get(workflow_id)
-    if workflow is None:
+    found = await services(request).store.workflows.get_with_role(workflow_id, user.id)
+    if found is None:
         raise NotFound("workflow", workflow_id)
-    await require(request, user, workflow.workspace_id, permission, "workflow", workflow_id)
+    workflow, role = found
+    _check(role, permission, "workflow", workflow_id)
     return workflow

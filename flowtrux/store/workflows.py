@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from flowtrux.access import Role
 from flowtrux.engine.graph import Graph
 from flowtrux.ids import new_id
 from flowtrux.store.database import Connection, Database
@@ -133,6 +134,24 @@ class WorkflowStore:
             ).fetchone()
         )
         return None if row is None else Workflow.from_row(row, self.documents)
+
+    async def get_with_role(
+        self, workflow_id: str, user_id: str
+    ) -> tuple[Workflow, Role | None] | None:
+        """The workflow, and `user_id`'s role in its workspace (None: not a member), in one
+        read."""
+        row = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT workflows.*, memberships.role AS caller_role FROM workflows"
+                " LEFT JOIN memberships ON memberships.workspace_id = workflows.workspace_id"
+                " AND memberships.user_id = :user WHERE workflows.id = :id",
+                {"id": workflow_id, "user": user_id},
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        role = None if row["caller_role"] is None else Role(row["caller_role"])
+        return Workflow.from_row(row, self.documents), role
 
     async def in_workspace(self, workspace_id: str) -> list[WorkflowSummary]:
         rows = await self.db.read(
