@@ -10,6 +10,7 @@ from pathlib import Path
 import trio
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+TCP_ESTABLISHED = "01"  # /proc/net/tcp's state column
 
 
 def descendants(pid: int) -> list[int]:
@@ -29,16 +30,42 @@ def rss_bytes(pid: int) -> int:
     return int(line.split()[1]) * 1024
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of `pid` and its descendants (those still running)."""
-    total = 0
-    for each in descendants(pid):
+def own_cpu_seconds(pid: int) -> float:
+    """User and system CPU time of `pid` alone (0 once it has exited)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU time of `pid` and of each of its descendants still running, each alone."""
+    return {each: own_cpu_seconds(each) for each in descendants(pid)}
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, all) CPU time of the machine, every core added up, from /proc/stat."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks) - idle) / CLOCK_TICKS, sum(ticks) / CLOCK_TICKS
+
+
+def connections(pids: list[int], port: int) -> list[int]:
+    """How many established TCP connections to local `port` each of `pids` holds."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == TCP_ESTABLISHED and int(fields[1].split(":")[1], 16) == port:
+            inodes.add(f"socket:[{fields[9]}]")
+    counts = []
+    for pid in pids:
         try:
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            links = []
+        counts.append(sum(link in inodes for link in links))
+    return counts
 
 
 def raise_fd_limit() -> int:

@@ -11,10 +11,13 @@ once): what they can do at most.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
+from typing import Any
 
 import attrs
+import trio
 
 from bench import floor, load, procs, rawhttp, report, served, workflows
 from bench.n8n import N8n, chain_path
@@ -33,6 +36,9 @@ CLIENT_BUSY_PERCENT = 50  # a client process busier than this may be what holds 
 CLIENT_HEADROOM = 5  # its capacity must be this many times the best rate measured
 
 
+Found = dict[str, dict[str, Any]]  # each case's summary, by "server_clients"
+
+
 @attrs.frozen
 class Server:
     key: str
@@ -47,7 +53,9 @@ class Server:
 class Slice:
     load: load.LoadResult
     seconds: float
-    server_cpu_s: float
+    process_cpu_s: list[float]  # each server process's CPU time, during the window
+    machine_busy_s: float  # every core's busy time added up, during the window
+    connections: list[int]  # the clients' connections each server process held, halfway
 
 
 async def flowtrux_server(stack: AsyncExitStack, workers: int) -> Server:
@@ -64,20 +72,36 @@ def n8n_server(n8n: N8n) -> Server:
 
 
 async def one_slice(server: Server, clients: int, seconds: float) -> Slice:
-    cpu = procs.cpu_seconds(server.pid)
-    found = await load.drive(
-        server.port, server.request, server.expect, clients, seconds, CLIENT_PROCESSES
-    )
-    # The CPU of the warm-up is counted too: per run it is about the same.
-    cpu = procs.cpu_seconds(server.pid) - cpu
-    return Slice(found, seconds, cpu * seconds / (seconds + load.WARMUP_S))
+    cpu, (busy, _) = procs.cpu_seconds(server.pid), procs.machine_cpu_seconds()
+    held: list[int] = []
+
+    async def count_connections() -> None:  # halfway through the window
+        await trio.sleep(load.WARMUP_S + seconds / 2)
+        held.extend(procs.connections(procs.descendants(server.pid), server.port))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(count_connections)
+        found = await load.drive(
+            server.port, server.request, server.expect, clients, seconds, CLIENT_PROCESSES
+        )
+    after, (busy_after, _) = procs.cpu_seconds(server.pid), procs.machine_cpu_seconds()
+    # The warm-up's CPU is counted too: the window's share of it is taken.
+    share = seconds / (seconds + load.WARMUP_S)
+    used = sorted((after.get(pid, 0.0) - cpu.get(pid, 0.0) for pid in after), reverse=True)
+    return Slice(
+        found, seconds, [used_s * share for used_s in used], (busy_after - busy) * share,
+        sorted((count for count in held if count), reverse=True),
+    )  # fmt: skip
 
 
-def summary(slices: list[Slice]) -> dict[str, float | int | str]:
+def summary(slices: list[Slice]) -> dict[str, Any]:
     found = load.LoadResult.combined([piece.load for piece in slices])
     seconds = sum(piece.seconds for piece in slices)
     runs = len(found.latencies_ms)
-    server_cpu = sum(piece.server_cpu_s for piece in slices)
+    by_process = [
+        sum(each) for each in zip(*(piece.process_cpu_s for piece in slices), strict=False)
+    ]
+    server_cpu = sum(by_process)
     return {
         "runs": runs,
         "runs_per_s": round(runs / seconds, 1),
@@ -86,8 +110,11 @@ def summary(slices: list[Slice]) -> dict[str, float | int | str]:
         "errors": found.errors,
         "first_error": found.first_error,
         "server_cpu_percent": round(100 * server_cpu / seconds, 1),
+        "server_process_cpu_percent": [round(100 * each / seconds) for each in by_process],
         "server_cpu_ms_per_run": round(1000 * server_cpu / runs, 2) if runs else "",
         "client_cpu_percent": round(100 * sum(found.client_cpu_s) / seconds, 1),
+        "machine_busy_percent": round(100 * sum(p.machine_busy_s for p in slices) / seconds),
+        "connections_by_process": [piece.connections for piece in slices],
     }
 
 
@@ -117,20 +144,20 @@ async def measure(n8n: N8n | None, n8n_skipped: str, quick: bool) -> Section:
     return section(found, capacity, n8n_skipped, seconds)
 
 
-def _figure(found: dict[str, dict[str, float | int | str]], key: str, name: str) -> float | None:
+def _figure(found: Found, key: str, name: str) -> float | None:
     """The figure, or None where no run succeeded."""
     value = found.get(key, {}).get(name)
     runs = found.get(key, {}).get("runs")
     return float(value) if isinstance(value, (int, float)) and runs else None
 
 
-def _errors(found: dict[str, dict[str, float | int | str]], key: str, otherwise: str = "") -> str:
+def _errors(found: Found, key: str, otherwise: str = "") -> str:
     errors = found.get(key, {}).get("errors")
     return f"{errors} errors (see below)" if errors else otherwise
 
 
 def section(
-    found: dict[str, dict[str, float | int | str]],
+    found: Found,
     capacity: float,
     n8n_skipped: str,
     seconds: float,
@@ -144,7 +171,7 @@ def section(
     )
 
 
-def _figures(found: dict[str, dict[str, float | int | str]], n8n_skipped: str) -> Iterator[Figure]:
+def _figures(found: Found, n8n_skipped: str) -> Iterator[Figure]:
     for clients in CLIENTS:
         one = _figure(found, f"flowtrux_{clients}", "runs_per_s")
         two = _figure(found, f"flowtrux_2_{clients}", "runs_per_s")
@@ -167,9 +194,7 @@ def _figures(found: dict[str, dict[str, float | int | str]], n8n_skipped: str) -
         yield Figure("  FlowTrux / n8n", ratio(one, n8n), "x", at_least(MIN_TIMES_N8N), n8n_skipped)
 
 
-def _notes(
-    found: dict[str, dict[str, float | int | str]], capacity: float, seconds: float
-) -> Iterator[str]:
+def _notes(found: Found, capacity: float, seconds: float) -> Iterator[str]:
     busiest = max(float(value["client_cpu_percent"]) for value in found.values())
     fastest = max(float(value["runs_per_s"]) for value in found.values())
     verdict = (
@@ -183,11 +208,26 @@ def _notes(
         f" ({capacity / fastest:.0f}x the most any server here gave), and used at most"
         f" {busiest}% of a core meanwhile: {verdict}"
     )
-    yield "server CPU (all its processes), % of one core and ms per run: " + ", ".join(
-        f"{key} {value['server_cpu_percent']}% {value['server_cpu_ms_per_run']} ms"
-        for key, value in found.items()
+    yield (
+        "server CPU in % of one core (its busy processes), ms per run; and the whole machine's"
+        f" busy time, in % of one core (of {100 * (os.cpu_count() or 1)}%): "
+        + ", ".join(
+            f"{key} {value['server_cpu_percent']}% ({_busy(value)})"
+            f" {value['server_cpu_ms_per_run']} ms, machine {value['machine_busy_percent']}%"
+            for key, value in found.items()
+        )
     )
     for key, value in found.items():
         if value["errors"]:
             yield f"{key}: {value['errors']} errors, the first: {value['first_error']}"
-    yield "2 cores: `--workers 2` shares them with the client and the other servers' idle loops"
+    yield "the clients' connections each server process held, halfway through each slice: " + (
+        ", ".join(f"{key} {value['connections_by_process']}" for key, value in found.items())
+    )
+    yield (
+        f"{os.cpu_count()} cores: `--workers 2` shares them with the client, the other servers'"
+        " idle loops and whatever else runs on the machine"
+    )
+
+
+def _busy(found: dict[str, Any]) -> str:
+    return " + ".join(f"{each}%" for each in found["server_process_cpu_percent"] if each >= 1)
