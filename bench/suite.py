@@ -122,7 +122,7 @@ def context(quick: bool, started: datetime, load_at_start: list[float], lab: Lab
 def _commit() -> str:
     here = Path(__file__).parent
     commit = _output(["git", "-C", str(here), "rev-parse", "--short", "HEAD"])
-    dirty = _output(["git", "-C", str(here), "status", "--porcelain", "--", "flowtrux"])
+    dirty = _output(["git", "-C", str(here), "status", "--porcelain", "--", ":/flowtrux"])
     return f"{commit}{' + changes' if dirty else ''}"
 
 
