@@ -157,6 +157,8 @@ def section(
         + ", ".join(
             f"{key} {value['reader_cpu_us_per_node']} µs/node" for key, value in found.items()
         ),
+        "n8n answers once, when its run ends (nothing streamed), and saves the execution (its"
+        " default); FlowTrux stores every event and log before it sends it",
     )
     return Section(
         "node_cost", "Goal 1: cost per node, streamed end to end", tuple(figures), notes, found
