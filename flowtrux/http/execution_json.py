@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from flowtrux.http.disconnect import cancel_on_disconnect
-from flowtrux.store.executions import ExecutionStore
+from flowtrux.store.executions import ExecutionStore, LogPage
 from flowtrux.strict_json import dumps, utf8
 
 WRITE_BYTES = 64 * 1024
@@ -34,10 +34,13 @@ def execution_json_response(
     fields: Mapping[str, Any],
     *,
     wrapped_in: str | None = None,
+    first_page: LogPage | None = None,
 ) -> Response:
     """`{<fields>, "logs": [<every node log of the execution>]}`, inside `{wrapped_in: …}`
-    when given. A RawJson field is written as it is."""
-    return _PagesResponse(_coalesced(_chunks(store, execution_id, fields, wrapped_in)))
+    when given. A RawJson field is written as it is. The logs start with `first_page` when
+    given (read already, with the execution)."""
+    chunks = _chunks(store, execution_id, fields, wrapped_in, first_page)
+    return _PagesResponse(_coalesced(chunks))
 
 
 class _PagesResponse(Response):
@@ -58,9 +61,12 @@ class _PagesResponse(Response):
             nursery.start_soon(cancel_on_disconnect, receive, nursery.cancel_scope)
             start = {"type": "http.response.start", "status": self.status_code}
             await send({**start, "headers": self.raw_headers})
+            last = b""  # held back, to go with the end of the answer
             async for page in self.pages:
-                await send({"type": "http.response.body", "body": page, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                if last:
+                    await send({"type": "http.response.body", "body": last, "more_body": True})
+                last = page
+            await send({"type": "http.response.body", "body": last, "more_body": False})
             nursery.cancel_scope.cancel()
 
 
@@ -80,20 +86,24 @@ async def _coalesced(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 
 async def _chunks(
-    store: ExecutionStore, execution_id: str, fields: Mapping[str, Any], wrapped_in: str | None
+    store: ExecutionStore,
+    execution_id: str,
+    fields: Mapping[str, Any],
+    wrapped_in: str | None,
+    page: LogPage | None,
 ) -> AsyncIterator[bytes]:
     opening = b"{" if wrapped_in is None else b"{" + utf8(dumps(wrapped_in)) + b":{"
     yield opening + b"".join(_member(name, value) + b"," for name, value in fields.items())
     yield b'"logs":['
     after, separator = 0, b""
     while True:
-        page = await store.logs_after(execution_id, after)
+        page = page or await store.logs_after(execution_id, after)
         if page.json:
             yield separator + page.json
             separator = b","
         if page.complete:
             break
-        after = page.last_position
+        after, page = page.last_position, None
     yield b"]}" if wrapped_in is None else b"]}}"
 
 

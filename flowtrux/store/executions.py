@@ -231,19 +231,16 @@ class ExecutionStore:
 
     async def stored(self, execution_id: str) -> StoredExecution | None:
         """The execution's row, its values left as the JSON they are stored as."""
+        return await self.db.read(lambda conn: _stored(conn, execution_id))
 
-        def fetch(conn: Connection) -> StoredExecution | None:
-            row = conn.execute("SELECT * FROM executions WHERE id = :id", {"id": execution_id})
-            found = row.fetchone()
-            if found is None:
+    async def stored_with_logs(self, execution_id: str) -> tuple[StoredExecution, LogPage] | None:
+        """`stored`, and the first page of `logs_after(execution_id, 0)`, in one read."""
+
+        def fetch(conn: Connection) -> tuple[StoredExecution, LogPage] | None:
+            execution = _stored(conn, execution_id)
+            if execution is None:
                 return None
-            output, callbacks = found["output"], found["callbacks"]
-            return StoredExecution(
-                ExecutionSummary.from_row(found),
-                utf8(found["trigger_data"]),
-                b"null" if output is None else utf8(output),
-                b"[]" if callbacks is None else utf8(callbacks),
-            )
+            return execution, _logs_after(conn, execution_id, 0, PAGE_BYTES)
 
         return await self.db.read(fetch)
 
@@ -252,25 +249,7 @@ class ExecutionStore:
     ) -> LogPage:
         """The node logs after position `after`, as stored, as many as fit `max_bytes` (at
         least one). Encoded where they are read, so large ones never hold up the event loop."""
-
-        def fetch(conn: Connection) -> LogPage:
-            rows = conn.execute(
-                "SELECT position, log FROM node_logs"
-                " WHERE execution_id = :id AND position > :after ORDER BY position",
-                {"id": execution_id, "after": after},
-            )
-            logs: list[bytes] = []
-            size, position = 0, after
-            for row in rows:  # rows come one at a time: a page never holds the whole run
-                log = utf8(row["log"])
-                if logs and size + len(log) > max_bytes:
-                    return LogPage(b",".join(logs), position, complete=False)
-                logs.append(log)
-                size += len(log)
-                position = row["position"]
-            return LogPage(b",".join(logs), position, complete=True)
-
-        return await self.db.read(fetch)
+        return await self.db.read(lambda conn: _logs_after(conn, execution_id, after, max_bytes))
 
     async def record_callback(self, execution_id: str, attempt: dict[str, Any]) -> None:
         """Add one try of the execution's completion callback to its history."""
@@ -353,6 +332,38 @@ class ExecutionStore:
         sql, params = _summaries_query(where)
         rows = await self.db.read(lambda conn: conn.execute(sql, params).fetchall())
         return [ExecutionSummary.from_row(row) for row in rows]
+
+
+def _stored(conn: Connection, execution_id: str) -> StoredExecution | None:
+    row = conn.execute("SELECT * FROM executions WHERE id = :id", {"id": execution_id})
+    found = row.fetchone()
+    if found is None:
+        return None
+    output, callbacks = found["output"], found["callbacks"]
+    return StoredExecution(
+        ExecutionSummary.from_row(found),
+        utf8(found["trigger_data"]),
+        b"null" if output is None else utf8(output),
+        b"[]" if callbacks is None else utf8(callbacks),
+    )
+
+
+def _logs_after(conn: Connection, execution_id: str, after: int, max_bytes: int) -> LogPage:
+    rows = conn.execute(
+        "SELECT position, log FROM node_logs"
+        " WHERE execution_id = :id AND position > :after ORDER BY position",
+        {"id": execution_id, "after": after},
+    )
+    logs: list[bytes] = []
+    size, position = 0, after
+    for row in rows:  # rows come one at a time: a page never holds the whole run
+        log = utf8(row["log"])
+        if logs and size + len(log) > max_bytes:
+            return LogPage(b",".join(logs), position, complete=False)
+        logs.append(log)
+        size += len(log)
+        position = row["position"]
+    return LogPage(b",".join(logs), position, complete=True)
 
 
 def _append(conn: Connection, records: Iterable[JournalRecord]) -> Appended:

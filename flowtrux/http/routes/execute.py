@@ -81,9 +81,10 @@ class RunResultResponse(Response):
         if not self.run.finished.is_set():
             return  # the client went away
         executions = self.found.store.executions
-        execution = await executions.stored(self.run.execution_id)
-        if execution is None or execution.summary.status is RunStatus.RUNNING:
+        found = await executions.stored_with_logs(self.run.execution_id)
+        if found is None or found[0].summary.status is RunStatus.RUNNING:
             raise EndNotStored(self.run.execution_id)
+        execution, first_logs = found
         summary = execution.summary
         completed = summary.status is RunStatus.COMPLETED
         status = await self._status() if completed and self.response_status else 200
@@ -99,7 +100,7 @@ class RunResultResponse(Response):
             "cancelled": summary.status is RunStatus.CANCELLED,
             "durationMs": summary.duration_ms,
         }
-        answer = execution_json_response(executions, summary.id, fields)
+        answer = execution_json_response(executions, summary.id, fields, first_page=first_logs)
         answer.status_code = status
         await answer(scope, receive, send)
 
