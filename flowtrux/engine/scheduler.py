@@ -152,6 +152,9 @@ class _Run:
             next_node: Node | None = node
             while next_node is not None:
                 await self.ready()
+                # A slot or `ready` may have been granted in the step that cancelled the run:
+                # a node that was not running when the run was stopped never starts.
+                await trio.lowlevel.checkpoint_if_cancelled()
                 log = await self._execute(next_node)
                 # Holding the slot: a failed run hands it to nobody.
                 next_node = self._settle(next_node, log)

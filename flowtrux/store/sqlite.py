@@ -97,11 +97,28 @@ class SQLiteDatabase:
 
         Interrupted (and rolled back) if cancelled. Raises StoreUnavailable. Checkpoints.
         """
-        async with self._write_lock:
-            return await self._call(self._writer, lambda conn: _transaction(conn, change))
+        give_up_at = trio.current_time() + self.lock_wait_s  # the wait for earlier writes too
+        with trio.move_on_at(give_up_at) as waiting:
+            await self._write_lock.acquire()
+        if waiting.cancelled_caught:
+            raise StoreUnavailable(
+                f"SQLite: writes waited in turn for {self.lock_wait_s:g} s (the database is locked)"
+            )
+        try:
+            return await self._call(
+                self._writer, lambda conn: _transaction(conn, change), give_up_at
+            )
+        finally:
+            self._write_lock.release()
 
-    async def _call(self, connection: _Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-        give_up_at = trio.current_time() + self.lock_wait_s
+    async def _call(
+        self,
+        connection: _Connection,
+        fn: Callable[[sqlite3.Connection], T],
+        give_up_at: float | None = None,
+    ) -> T:
+        if give_up_at is None:
+            give_up_at = trio.current_time() + self.lock_wait_s
         for pause in pauses(0.01, 0.2):
             try:
                 return await connection.call(fn)

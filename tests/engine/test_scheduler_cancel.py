@@ -8,6 +8,7 @@ import trio
 import trio.testing
 
 from flowtrux.engine.errors import NodeError
+from flowtrux.engine.events import NodeEvent
 from flowtrux.engine.graph import Graph
 from flowtrux.engine.nodes import NODE_TYPES, NodeContext, NodeResult, NodeType
 from flowtrux.engine.scheduler import NOT_STARTED, Limits, RunFailed, execute
@@ -280,3 +281,42 @@ async def test_a_failed_run_starts_no_node_afterwards_with_free_slots(
     failed_at = rec.trace().index("done stop error")
     assert [line for line in rec.trace()[failed_at:] if line.startswith("start ")] == []
     assert rec.log("long").status is NodeStatus.CANCELLED
+
+
+async def test_a_node_let_go_in_the_step_that_stops_the_run_never_starts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Nodes wait in `ready` while the store cannot take their events; the store comes back
+    and a Stop arrives in the same step: the waiting nodes stay unstarted (skipped)."""
+    g = graph(
+        [trigger(), delay("slow", 10_000), transform("next", 1)],
+        "trigger > slow",
+        "trigger > next",
+    )
+    rec = Recorder()
+    store_answers, store_back, parked = True, trio.Event(), trio.Event()
+
+    def emit(event: NodeEvent) -> None:
+        nonlocal store_answers
+        rec.append(event)
+        store_answers = False  # after the trigger's first event: the next nodes wait
+
+    async def ready() -> None:
+        while not store_answers:
+            parked.set()
+            await store_back.wait()
+
+    stop = trio.CancelScope()
+    async with trio.open_nursery() as nursery:
+
+        async def the_run() -> None:
+            with stop:
+                await execute(g, {}, emit, LIMITS, ready)
+
+        nursery.start_soon(the_run)
+        await parked.wait()
+        store_answers = True
+        store_back.set()
+        stop.cancel()
+    assert rec.started() == ["trigger"]
+    assert sorted(rec.skipped()) == ["next", "slow"]

@@ -14,18 +14,27 @@ from flowtrux.http.services import services
 
 logger = logging.getLogger(__name__)
 
+READY_WRITE_S = 1.0
+
 
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
 async def readyz(request: Request) -> Response:
+    """Ready when the store answers, is migrated, and takes a write within READY_WRITE_S (this
+    process's lease is renewed: the journal may have had nothing to write for a while)."""
     found = services(request)
+    ready = False
     try:
-        ready = found.runs.journal.store_available and await found.store.ready()
+        with trio.move_on_after(READY_WRITE_S):
+            if found.runs.journal.store_available and await found.store.ready():
+                await found.store.processes.renew(found.runs.process_id)
+                ready = True
+    except StoreUnavailable:
+        pass  # the store says why in its own log lines
     except Exception:
         logger.warning("readiness check failed", exc_info=True)
-        ready = False
     if not ready:
         return JSONResponse(
             {
