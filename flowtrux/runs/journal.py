@@ -305,7 +305,7 @@ class Recorder:
                 metrics.node_duration(log.node_type, log.status.value).observe(seconds)
                 payload = payloads.log_payload(log)
                 self._event("node_complete", payload)
-                self._log(log.node_id, payload)
+                self._log(log.node_id, payload, event_seq=self._seq)
             case NodeSkipped(log):
                 self._log(log.node_id, payloads.log_payload(log))
 
@@ -322,6 +322,7 @@ class Recorder:
         self._seq += 1
         self.journal.append(NewEvent(self.execution_id, self._seq, name, payload))
 
-    def _log(self, node_id: str, payload: object) -> None:
+    def _log(self, node_id: str, payload: object, event_seq: int | None = None) -> None:
         self._positions += 1
-        self.journal.append(NodeLogRecord(self.execution_id, self._positions, node_id, payload))
+        record = NodeLogRecord(self.execution_id, self._positions, node_id, payload, event_seq)
+        self.journal.append(record)

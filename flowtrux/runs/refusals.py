@@ -59,8 +59,9 @@ def stand_in(record: JournalRecord, refusal: Exception) -> JournalRecord | None:
     unit it came in; None when nothing needs to take its place. A status is already the failed
     end (`as_failed`): it stands for itself."""
     match record:
-        case NewEvent(payload=payload):
-            return attrs.evolve(record, payload=_summary(payload, "event", refusal))
+        case NewEvent(name=name, payload=payload):
+            kind = "log" if name == "node_complete" else "event"  # the history's log too
+            return attrs.evolve(record, payload=_summary(payload, kind, refusal))
         case NodeLogRecord(node_id=node_id, log=log):
             summary = _summary(log, "log", refusal)
             return attrs.evolve(record, node_id=storable_text(node_id), log=summary)

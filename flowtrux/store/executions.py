@@ -81,6 +81,16 @@ class NodeLogRecord:
     position: int  # counts from 1 per execution, in the order the logs were written
     node_id: str
     log: Any  # the ExecutionLog as a JSON object; encoded by the store
+    event_seq: int | None = None  # the node_complete event that is this log: `log` is not
+    # stored again, the history reads the event's data (one copy of a large output, not two)
+
+
+# A node's log: its own JSON (a skipped node), else the data of its node_complete event.
+LOG_JSON = "COALESCE(node_logs.log, execution_events.data)"
+WITH_EVENTS = (
+    "node_logs LEFT JOIN execution_events ON execution_events.execution_id ="
+    " node_logs.execution_id AND execution_events.seq = node_logs.event_seq"
+)
 
 
 @attrs.frozen
@@ -283,10 +293,15 @@ class ExecutionStore:
 
         def fetch(conn: Connection) -> bool:
             row = conn.execute(
-                "SELECT log FROM node_logs WHERE execution_id = :id AND node_id = :node",
+                f"SELECT {LOG_JSON} AS log FROM {WITH_EVENTS}"
+                " WHERE node_logs.execution_id = :id AND node_logs.node_id = :node",
                 {"id": execution_id, "node": node_id},
             ).fetchone()
-            return row is not None and json.loads(row["log"]).get("status") == "success"
+            return (
+                row is not None
+                and row["log"] is not None
+                and json.loads(row["log"]).get("status") == "success"
+            )
 
         return await self.db.read(fetch)
 
@@ -296,10 +311,13 @@ class ExecutionStore:
 
         def fetch(conn: Connection) -> bytes | None:
             rows = conn.execute(
-                "SELECT log FROM node_logs WHERE execution_id = :id ORDER BY position DESC",
+                f"SELECT {LOG_JSON} AS log FROM {WITH_EVENTS}"
+                " WHERE node_logs.execution_id = :id ORDER BY node_logs.position DESC",
                 {"id": execution_id},
             )
             for row in rows:
+                if row["log"] is None:
+                    continue
                 log = json.loads(row["log"])
                 if log.get("status") == "success":
                     return utf8(dumps(log.get("output")))
@@ -350,13 +368,17 @@ def _stored(conn: Connection, execution_id: str) -> StoredExecution | None:
 
 def _logs_after(conn: Connection, execution_id: str, after: int, max_bytes: int) -> LogPage:
     rows = conn.execute(
-        "SELECT position, log FROM node_logs"
-        " WHERE execution_id = :id AND position > :after ORDER BY position",
+        f"SELECT node_logs.position, {LOG_JSON} AS log FROM {WITH_EVENTS}"
+        " WHERE node_logs.execution_id = :id AND node_logs.position > :after"
+        " ORDER BY node_logs.position",
         {"id": execution_id, "after": after},
     )
     logs: list[bytes] = []
     size, position = 0, after
     for row in rows:  # rows come one at a time: a page never holds the whole run
+        if row["log"] is None:  # its event could not be stored, not even a stand-in
+            position = row["position"]
+            continue
         log = utf8(row["log"])
         if logs and size + len(log) > max_bytes:
             return LogPage(b",".join(logs), position, complete=False)
@@ -367,16 +389,17 @@ def _logs_after(conn: Connection, execution_id: str, after: int, max_bytes: int)
 
 
 def _append(conn: Connection, records: Iterable[JournalRecord]) -> Appended:
-    encode = _Encoder()
     events: list[StoredEvent] = []
-    logs: list[tuple[str, int, str, str]] = []
+    logs: list[tuple[str, int, str, str | None, int | None]] = []
     finishes, backgrounded = [], []
     for record in records:
         match record:
             case NewEvent(execution_id, seq, name, payload):
-                events.append(StoredEvent(execution_id, seq, name, encode(payload)))
-            case NodeLogRecord(execution_id, position, node_id, log):
-                logs.append((execution_id, position, node_id, encode(log)))
+                events.append(StoredEvent(execution_id, seq, name, dumps(payload)))
+            case NodeLogRecord(execution_id, position, node_id, log, None):
+                logs.append((execution_id, position, node_id, dumps(log), None))
+            case NodeLogRecord(execution_id, position, node_id, _, event_seq):
+                logs.append((execution_id, position, node_id, None, event_seq))
             case Finish():
                 finishes.append(record)
             case Backgrounded():
@@ -387,24 +410,11 @@ def _append(conn: Connection, records: Iterable[JournalRecord]) -> Appended:
         ("execution_id", "seq", "name", "data"),
         [(event.execution_id, event.seq, event.name, event.data) for event in events],
     )
-    insert_rows(conn, "node_logs", ("execution_id", "position", "node_id", "log"), logs)
+    columns = ("execution_id", "position", "node_id", "log", "event_seq")
+    insert_rows(conn, "node_logs", columns, logs)
     conn.executemany("UPDATE executions SET background = TRUE WHERE id = :id", backgrounded)
     stale = [finish.execution_id for finish in finishes if not finish_running(conn, finish)]
     return Appended(events, stale)
-
-
-class _Encoder:
-    """JSON of payloads, each object encoded once: a node's log is both its `node_complete`
-    event and its history entry."""
-
-    def __init__(self) -> None:
-        self._done: dict[int, tuple[object, str]] = {}
-
-    def __call__(self, payload: object) -> str:
-        found = self._done.get(id(payload))
-        if found is None:
-            found = self._done[id(payload)] = (payload, dumps(payload))
-        return found[1]
 
 
 def finish_running(conn: Connection, finish: Finish) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 import trio
 
+from flowtrux.store.executions import LOG_JSON, WITH_EVENTS
 from tests.e2e.faults.frames import Event
 
 
@@ -57,7 +58,8 @@ def _read_runs(database: Path, execution_ids: list[str]) -> dict[str, StoredRun]
             logs = tuple(
                 json.loads(log)
                 for (log,) in conn.execute(
-                    "SELECT log FROM node_logs WHERE execution_id = ? ORDER BY position",
+                    f"SELECT {LOG_JSON} FROM {WITH_EVENTS}"
+                    " WHERE node_logs.execution_id = ? ORDER BY node_logs.position",
                     (execution_id,),
                 )
             )
