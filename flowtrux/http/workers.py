@@ -1,22 +1,25 @@
 """`flowtrux serve --workers N`: N processes serving one port and one store.
 
-The parent applies the migrations once, binds the sockets (hypercorn's `create_sockets`), and
-starts N worker processes, spawned, each in a process group of its own, so that a terminal's
-Ctrl+C reaches the parent alone. Each worker serves as `flowtrux serve` does, with its own run
-manager, lease and outbound clients: it owns the runs it starts; Stop and `/events` reach them
-from any worker through the store. The parent passes each SIGINT or SIGTERM on to every worker
-as SIGTERM (the first drains their runs, a second stops waiting for the store) and returns once
-all have exited. A worker that exits on its own, without a signal, is started again (its runs
-are ended INTERRUPTED by the lease rules).
+The parent applies the migrations once, binds a set of sockets for each worker (with
+SO_REUSEPORT, so that the kernel spreads connections over them), and starts N worker processes,
+spawned, each in a process group of its own, so that a terminal's Ctrl+C reaches the parent
+alone. Each worker serves as `flowtrux serve` does, with its own run manager, lease and outbound
+clients: it owns the runs it starts; Stop and `/events` reach them from any worker through the
+store. The parent passes each SIGINT or SIGTERM on to every worker as SIGTERM (the first drains
+their runs, a second stops waiting for the store) and returns once all have exited. A worker that
+exits on its own, without a signal, is started again (its runs are ended INTERRUPTED by the
+lease rules; connections the kernel gave its sockets meanwhile wait for it).
 """
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import logging
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -27,7 +30,7 @@ from types import FrameType
 
 import attrs
 import trio
-from hypercorn.config import Sockets
+from hypercorn.config import Config, Sockets
 from prometheus_client import multiprocess
 
 from flowtrux.config import Settings
@@ -57,8 +60,9 @@ def serve_workers(settings: Settings, config_file: Path | None, bind: str | None
     """Serve with `n` worker processes until a signal; 0, or the exit code of a worker that
     failed."""
     apply_migrations(settings.database_url)  # once, before workers open the store together
-    sockets = hypercorn_config(config_file, bind, settings).create_sockets()
-    supervisor = _Supervisor(WorkerPlan(settings, config_file, bind, sockets), n)
+    sockets = sockets_per_worker(hypercorn_config(config_file, bind, settings), n)
+    plans = [WorkerPlan(settings, config_file, bind, own) for own in sockets]
+    supervisor = _Supervisor(plans)
     signal.signal(signal.SIGINT, supervisor.pass_on)
     signal.signal(signal.SIGTERM, supervisor.pass_on)
     with tempfile.TemporaryDirectory(prefix="flowtrux-metrics-") as metrics_dir:
@@ -66,14 +70,39 @@ def serve_workers(settings: Settings, config_file: Path | None, bind: str | None
         try:
             return supervisor.run()
         finally:
-            for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
-                sock.close()
+            for own in sockets:
+                for sock in (*own.secure_sockets, *own.insecure_sockets):
+                    sock.close()
+
+
+def sockets_per_worker(config: Config, n: int) -> list[Sockets]:
+    """A set of listening sockets for each of `n` workers, bound with SO_REUSEPORT to the same
+    addresses, so that the kernel spreads new connections over the workers. With one set shared,
+    the worker that happened to accept first took them: 8 keep-alive clients all went to one of
+    two workers, which served no more than one. Unix sockets and inherited descriptors cannot be
+    bound twice: their one set is shared."""
+    config.workers = n  # hypercorn binds with SO_REUSEPORT then
+    first = config.create_sockets()
+    if any(bind.startswith(("unix:", "fd://")) for bind in (*config.bind, *config.insecure_bind)):
+        return [first] * n
+    again = copy.copy(config)
+    if config.ssl_enabled:
+        again.bind = [_address(sock) for sock in first.secure_sockets]
+        again.insecure_bind = [_address(sock) for sock in first.insecure_sockets]
+    else:
+        again.bind = [_address(sock) for sock in first.insecure_sockets]
+    return [first, *(again.create_sockets() for _ in range(n - 1))]
+
+
+def _address(sock: socket.socket) -> str:
+    """Where `sock` is bound, as hypercorn's `bind` says it (the port a bind to 0 was given)."""
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
 
 
 @attrs.define
 class _Supervisor:
-    plan: WorkerPlan
-    n: int
+    plans: list[WorkerPlan]  # one a worker
     _context: multiprocessing.context.SpawnContext = attrs.field(
         factory=lambda: multiprocessing.get_context("spawn"), init=False
     )
@@ -82,7 +111,7 @@ class _Supervisor:
     _ended: set[BaseProcess] = attrs.field(factory=set, init=False)
 
     def run(self) -> int:
-        self._workers = [self._start(number) for number in range(self.n)]
+        self._workers = [self._start(number) for number in range(len(self.plans))]
         exit_code = 0
         while alive := [process for process, _ in self._workers if process.exitcode is None]:
             wait([process.sentinel for process in alive])
@@ -117,7 +146,9 @@ class _Supervisor:
 
     def _start(self, number: int) -> tuple[BaseProcess, float]:
         process = self._context.Process(
-            target=run_worker, args=(self.plan, os.getpid()), name=f"flowtrux-worker-{number}"
+            target=run_worker,
+            args=(self.plans[number], os.getpid()),
+            name=f"flowtrux-worker-{number}",
         )
         process.start()
         return process, time.monotonic()

@@ -13,6 +13,7 @@ import trio
 from httpx_sse import ServerSentEvent, aconnect_sse
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.procs import connections, descendants
 from tests.e2e.processes import create_workflow, flowtrux, running, server_env
 from tests.support import chain, delay, node, trigger
 
@@ -192,3 +193,39 @@ async def test_a_webhooks_rate_holds_across_workers(tmp_path: Path) -> None:
             assert await process.wait() == 0
     assert statuses.count(202) == 5
     assert statuses.count(429) == 7
+
+
+async def test_the_kernel_spreads_keep_alive_connections_over_both_workers(
+    tmp_path: Path,
+) -> None:
+    """Each worker listens on its own socket (SO_REUSEPORT): with one shared socket, 8 of 8
+    keep-alive clients went to one worker, which then served every run alone."""
+    env = await server_env(tmp_path)
+    serving = running(flowtrux("serve", "--workers", "2", "--port", "0"), env, tmp_path)
+    async with serving as (process, url, _), trio.open_nursery() as nursery:
+        port = httpx.URL(url).port
+        assert port is not None
+        held = trio.Event()
+        for _ in range(16):
+            nursery.start_soon(hold_a_connection, port, held)
+        workers = [pid for pid in descendants(process.pid) if is_worker(pid)]
+        with trio.fail_after(10):
+            while sum(counts := connections(workers, port)) < 16:  # noqa: ASYNC110 (/proc)
+                await trio.sleep(0.05)
+        held.set()
+    assert len(workers) == 2
+    assert min(counts) >= 2, f"connections per worker: {counts}"
+
+
+async def hold_a_connection(port: int, until: trio.Event) -> None:
+    """One keep-alive connection that has been answered once, held open until `until`."""
+    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+        await stream.send_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += await stream.receive_some()
+        await until.wait()
+
+
+def is_worker(pid: int) -> bool:
+    return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()  # not its resource tracker
