@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from flowtrux import collector, gil, memory
 from flowtrux.config import Settings, read_toml
 from flowtrux.http import hypercorn_fixes
+from flowtrux.http.access_log import AccessLogger
 from flowtrux.http.hypercorn_fixes.connections import Bounds, bound_connections
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def hypercorn_config(
     if bind is not None:
         config.bind = [bind]
     config.accesslog = logging.getLogger("hypercorn.access")
+    config.logger_class = AccessLogger
     config.errorlog = logging.getLogger("hypercorn.error")
     settings = settings or Settings()
     bound_connections(config, Bounds(settings.request_timeout_s, settings.max_connections))
