@@ -18,8 +18,7 @@ from hypercorn.logging import Logger
 from hypercorn.typing import ResponseSummary, WWWScope
 
 MISSING = "-"  # what hypercorn logs for an atom it does not have
-ATOMS = ("h", "l", "t", "r", "R", "s", "st", "S", "m", "U", "Uq", "q", "H", "b", "B", "f", "a")
-ATOMS += ("T", "D", "L", "p")
+ATOMS = "h l t r R s st S m U Uq q H b B f a T D L p".split()  # hypercorn's, without braces
 
 
 class AccessLogger(Logger):
