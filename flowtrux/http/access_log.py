@@ -18,7 +18,9 @@ from hypercorn.logging import Logger
 from hypercorn.typing import ResponseSummary, WWWScope
 
 MISSING = "-"  # what hypercorn logs for an atom it does not have
-ATOMS = "h l t r R s st S m U Uq q H b B f a T D L p".split()  # hypercorn's, without braces
+# hypercorn's atoms without braces
+ATOMS = ["h", "l", "t", "r", "R", "s", "st", "S", "m", "U", "Uq", "q", "H", "b", "B", "f", "a",
+         "T", "D", "L", "p"]  # fmt: skip
 
 
 class AccessLogger(Logger):
