@@ -43,12 +43,18 @@ def _check(role: Role | None, permission: Permission, kind: str, ident: str) -> 
         raise PermissionDenied(ACTIONS[permission])
 
 
-async def workflow_for(request: Request, user: User, permission: Permission) -> Workflow:
-    """The workflow named by the path's `workflow_id`, if `user` may do `permission` on it."""
+async def caller_and_workflow(request: Request, permission: Permission) -> tuple[User, Workflow]:
+    """The caller, and the workflow named by the path's `workflow_id` if they may do
+    `permission` on it (one read of the store)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise NotAuthenticated()
     workflow_id = request.path_params["workflow_id"]
-    found = await services(request).store.workflows.get_with_role(workflow_id, user.id)
+    user, found = await services(request).store.caller_and_workflow(token, workflow_id)
+    if user is None:
+        raise NotAuthenticated()
     if found is None:
         raise NotFound("workflow", workflow_id)
     workflow, role = found
     _check(role, permission, "workflow", workflow_id)
-    return workflow
+    return user, workflow

@@ -47,14 +47,7 @@ class SessionStore:
 
     async def user_of(self, token: str) -> User | None:
         """The user whose live session has this token, if any."""
-        row = await self.db.read(
-            lambda conn: conn.execute(
-                "SELECT users.* FROM sessions JOIN users ON users.id = sessions.user_id"
-                " WHERE sessions.token_hash = :hash AND sessions.expires_at > :now",
-                {"hash": _hash(token), "now": to_iso(utc_now())},
-            ).fetchone()
-        )
-        return None if row is None else User.from_row(row)
+        return await self.db.read(lambda conn: user_of(conn, token))
 
     async def prune_expired(self, now: datetime, batch: int) -> int:
         """Delete at most `batch` sessions expired by `now`; how many were deleted."""
@@ -70,3 +63,13 @@ class SessionStore:
                 "DELETE FROM sessions WHERE token_hash = :hash", {"hash": _hash(token)}
             )
         )
+
+
+def user_of(conn: Connection, token: str) -> User | None:
+    """`SessionStore.user_of`, on a connection."""
+    row = conn.execute(
+        "SELECT users.* FROM sessions JOIN users ON users.id = sessions.user_id"
+        " WHERE sessions.token_hash = :hash AND sessions.expires_at > :now",
+        {"hash": _hash(token), "now": to_iso(utc_now())},
+    ).fetchone()
+    return None if row is None else User.from_row(row)

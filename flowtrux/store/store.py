@@ -3,18 +3,20 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
 
-from flowtrux.store.database import Database
+from flowtrux.access import Role
+from flowtrux.store.database import Connection, Database
 from flowtrux.store.executions import ExecutionStore
 from flowtrux.store.migrations import apply_migrations, schema_is_current
 from flowtrux.store.processes import ProcessStore
-from flowtrux.store.sessions import SessionStore
+from flowtrux.store.sessions import SessionStore, user_of
 from flowtrux.store.sqlite import LOCK_WAIT_S, open_sqlite
-from flowtrux.store.users import UserStore
-from flowtrux.store.workflows import Documents, WorkflowStore
+from flowtrux.store.users import User, UserStore
+from flowtrux.store.workflows import Documents, Workflow, WorkflowStore, row_with_role
 from flowtrux.store.workspaces import WorkspaceStore
 
 
@@ -51,6 +53,20 @@ class Store:
     @property
     def processes(self) -> ProcessStore:
         return ProcessStore(self.db)
+
+    async def caller_and_workflow(
+        self, token: str, workflow_id: str
+    ) -> tuple[User | None, tuple[Workflow, Role | None] | None]:
+        """The user of the live session `token` (None: no such session) and, for that user,
+        `workflows.get_with_role(workflow_id, user.id)`: in one read, as a request that names
+        a workflow needs them."""
+
+        def read(conn: Connection) -> tuple[User | None, Any]:
+            user = user_of(conn, token)
+            return user, None if user is None else row_with_role(conn, workflow_id, user.id)
+
+        user, row = await self.db.read(read)
+        return user, self.workflows.with_role(row)
 
     async def ready(self) -> bool:
         """True when the database answers, on a connection already open, and every migration

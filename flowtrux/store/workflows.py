@@ -140,14 +140,11 @@ class WorkflowStore:
     ) -> tuple[Workflow, Role | None] | None:
         """The workflow, and `user_id`'s role in its workspace (None: not a member), in one
         read."""
-        row = await self.db.read(
-            lambda conn: conn.execute(
-                "SELECT workflows.*, memberships.role AS caller_role FROM workflows"
-                " LEFT JOIN memberships ON memberships.workspace_id = workflows.workspace_id"
-                " AND memberships.user_id = :user WHERE workflows.id = :id",
-                {"id": workflow_id, "user": user_id},
-            ).fetchone()
-        )
+        row = await self.db.read(lambda conn: row_with_role(conn, workflow_id, user_id))
+        return self.with_role(row)
+
+    def with_role(self, row: Any) -> tuple[Workflow, Role | None] | None:
+        """What `get_with_role` makes of the row `row_with_role` read."""
         if row is None:
             return None
         role = None if row["caller_role"] is None else Role(row["caller_role"])
@@ -242,3 +239,13 @@ class WorkflowStore:
         await self.db.write(
             lambda conn: conn.execute("DELETE FROM workflows WHERE id = :id", {"id": workflow_id})
         )
+
+
+def row_with_role(conn: Connection, workflow_id: str, user_id: str) -> Any:
+    """The workflow's row, and the role of `user_id` in its workspace as `caller_role`."""
+    return conn.execute(
+        "SELECT workflows.*, memberships.role AS caller_role FROM workflows"
+        " LEFT JOIN memberships ON memberships.workspace_id = workflows.workspace_id"
+        " AND memberships.user_id = :user WHERE workflows.id = :id",
+        {"id": workflow_id, "user": user_id},
+    ).fetchone()

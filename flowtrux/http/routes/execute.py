@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 from flowtrux.access import Permission
 from flowtrux.engine.states import RunStatus
 from flowtrux.errors import EndNotStored
-from flowtrux.http.access import current_user, workflow_for
+from flowtrux.http.access import caller_and_workflow
 from flowtrux.http.body import json_object
 from flowtrux.http.disconnect import cancel_on_disconnect
 from flowtrux.http.execution_json import RawJson, execution_json_response
@@ -27,8 +27,7 @@ from flowtrux.runs.run import Run
 
 async def _start(request: Request) -> tuple[Services, Run]:
     found = services(request)
-    user = await current_user(request)
-    workflow = await workflow_for(request, user, Permission.EXECUTE)
+    user, workflow = await caller_and_workflow(request, Permission.EXECUTE)
     found.execute_quota.hit(user.id)
     body = await json_object(request, required=False)
     run = await found.runs.start(workflow, body, started_by=user.id)

@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from flowtrux.access import Permission
 from flowtrux.errors import NotFound, WrongWebhookToken
-from flowtrux.http.access import current_user, workflow_for
+from flowtrux.http.access import caller_and_workflow
 from flowtrux.http.body import json_object
 from flowtrux.http.json_response import JSONResponse
 from flowtrux.http.routes.execute import RunResultResponse
@@ -19,7 +19,7 @@ from flowtrux.webhook_tokens import matches, new_token, token_hash
 async def make_token(request: Request) -> Response:
     """A new webhook token for the workflow, shown this once; the old one stops working."""
     found = services(request)
-    workflow = await workflow_for(request, await current_user(request), Permission.EDIT)
+    _, workflow = await caller_and_workflow(request, Permission.EDIT)
     token = new_token()
     await found.store.workflows.set_webhook_token_hash(workflow.id, token_hash(token))
     return JSONResponse({"token": token}, status_code=201)

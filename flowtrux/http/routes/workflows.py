@@ -14,7 +14,7 @@ from starlette.routing import Route
 from flowtrux.access import Permission
 from flowtrux.engine.validation import validate_workflow
 from flowtrux.errors import BadRequest, InvalidWorkflow, NotFound
-from flowtrux.http.access import current_user, require, workflow_for
+from flowtrux.http.access import caller_and_workflow, current_user, require
 from flowtrux.http.body import json_object
 from flowtrux.http.json_response import JSONResponse
 from flowtrux.http.services import services
@@ -72,11 +72,11 @@ class WorkflowList(HTTPEndpoint):
 
 class WorkflowDetail(HTTPEndpoint):
     async def get(self, request: Request) -> Response:
-        workflow = await workflow_for(request, await current_user(request), Permission.VIEW)
+        _, workflow = await caller_and_workflow(request, Permission.VIEW)
         return JSONResponse({"workflow": workflow_view(workflow)})
 
     async def put(self, request: Request) -> Response:
-        workflow = await workflow_for(request, await current_user(request), Permission.EDIT)
+        _, workflow = await caller_and_workflow(request, Permission.EDIT)
         name, nodes, edges = await _valid_document(request, await json_object(request))
         updated = await services(request).store.workflows.update(workflow.id, name, nodes, edges)
         if updated is None:  # deleted meanwhile
@@ -84,7 +84,7 @@ class WorkflowDetail(HTTPEndpoint):
         return JSONResponse({"workflow": workflow_view(updated)})
 
     async def delete(self, request: Request) -> Response:
-        workflow = await workflow_for(request, await current_user(request), Permission.EDIT)
+        _, workflow = await caller_and_workflow(request, Permission.EDIT)
         await services(request).store.workflows.delete(workflow.id)
         return Response(status_code=204)
 
