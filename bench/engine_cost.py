@@ -72,6 +72,9 @@ class CountingDatabase:
         self.writes += 1
         return await self.inner.write(change)
 
+    async def takes_writes(self, probe: Callable[[Connection], object], within_s: float) -> bool:
+        return await self.inner.takes_writes(probe, within_s)
+
 
 def check(condition: bool, what: str) -> None:
     if not condition:

@@ -58,3 +58,6 @@ class FlakyWrites:
         self.failed += 1
         await trio.lowlevel.checkpoint()  # a real write checkpoints whether it fails or not
         raise StoreUnavailable(f"a fault the test injected (write {number})")
+
+    async def takes_writes(self, probe: Callable[[Connection], object], within_s: float) -> bool:
+        return await self.real.takes_writes(probe, within_s)

@@ -42,7 +42,7 @@ class LazyAtoms(Mapping[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         if key.startswith("{") and len(key) > 3 and key[-2] == "}":
-            found = _last(key[1:-2].lower(), self._named(key[-1]))
+            found = _last(key[1:-2].lower(), self._named(key[-1].lower()))
             return MISSING if found is None else found
         try:
             return self._atom(key)

@@ -69,6 +69,7 @@ class Journal:
     _has_pending: trio.Event = attrs.field(factory=trio.Event, init=False)
     _next_commit: trio.Event = attrs.field(factory=trio.Event, init=False)
     _room: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _asked_to_retry: trio.Event = attrs.field(factory=trio.Event, init=False)
     _refused: dict[str, str] = attrs.field(factory=dict, init=False)  # execution -> why
     _unavailable_since: float | None = attrs.field(default=None, init=False)
     _reported_at: float = attrs.field(default=0.0, init=False)
@@ -167,8 +168,15 @@ class Journal:
                 metrics.commit_records.observe(len(records))
                 metrics.commit_seconds.observe(trio.current_time() - started)
                 return appended
-            await trio.sleep(pause)
+            with trio.move_on_after(pause):
+                await self._asked_to_retry.wait()
+            self._asked_to_retry = trio.Event()
         raise AssertionError("pauses() never ends")
+
+    def retry_now(self) -> None:
+        """A write the store could not take is tried again now, not after its pause (a new run
+        was refused because of it: the store may be back)."""
+        self._asked_to_retry.set()
 
     async def _isolate(self, records: Sequence[JournalRecord], refusal: Exception) -> None:
         by_run: dict[str, list[JournalRecord]] = {}

@@ -94,6 +94,7 @@ class RunManager:
         """
         self._check_capacity(workflow.workspace_id)
         if not self.journal.store_available:
+            self.journal.retry_now()  # the store may be back: the next run need not wait 2 s
             raise StoreUnavailable("the journal is waiting for the store")
         run = Run(new_id("exec"), workflow, workflow.graph, body)
         self._runs[run.execution_id] = run  # holds the slot while the row is written

@@ -18,6 +18,11 @@ class Database(Protocol):
         """Run `change` in one transaction. Interrupted and rolled back if cancelled."""
         ...
 
+    async def takes_writes(self, probe: Callable[[Connection], object], within_s: float) -> bool:
+        """Whether the database takes writes now (`probe` is written, within `within_s`, unless
+        a write is under way: then its outcome tells)."""
+        ...
+
 
 def delete_some(
     conn: Connection, table: str, key: str, where: str, params: dict[str, object]

@@ -34,14 +34,12 @@ class ProcessStore:
 
     async def renew(self, process_id: str) -> None:
         """Take or renew this process's lease."""
-        now = to_iso(utc_now())
-        await self.db.write(
-            lambda conn: conn.execute(
-                "INSERT INTO processes (id, started_at, heartbeat_at) VALUES (:id, :now, :now)"
-                " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-                {"id": process_id, "now": now},
-            )
-        )
+        await self.db.write(renewal(process_id))
+
+    async def renews(self, process_id: str, within_s: float) -> bool:
+        """Whether the store takes writes, the renewal of this process's lease tells (unless a
+        write is under way here)."""
+        return await self.db.takes_writes(renewal(process_id), within_s)
 
     async def release(self, process_id: str) -> None:
         await self.db.write(
@@ -124,3 +122,13 @@ class ProcessStore:
         return [
             (row["id"], from_iso(row["stop_requested_at"] or to_iso(utc_now()))) for row in rows
         ]
+
+
+def renewal(process_id: str) -> Callable[[Connection], object]:
+    """The write that takes or renews a process's lease."""
+    now = to_iso(utc_now())
+    return lambda conn: conn.execute(
+        "INSERT INTO processes (id, started_at, heartbeat_at) VALUES (:id, :now, :now)"
+        " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        {"id": process_id, "now": now},
+    )

@@ -34,7 +34,9 @@ PRAGMAS = (
     "PRAGMA journal_size_limit = 33554432",  # a WAL grown by a large batch gives the disk back
 )
 PROGRESS_STEPS = 1000  # virtual machine steps between checks of a pending interrupt
-LOCK_WAIT_S = 5.0  # how long one call waits, in all, for a lock another connection holds
+LOCK_WAIT_S = 5.0  # how long calls wait, in all, for a lock another connection holds
+LOCK_CHECK_S = 0.1  # how often a write waiting for this process's earlier ones looks at that
+STILL_LOCKED_S = 1.0  # a lock last met longer ago than this is a new lock when met again
 
 # Primary result codes of errors that say "not now" rather than "never".
 _LOCKED = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
@@ -60,6 +62,25 @@ class _Connection:
             self.conn.execute(pragma)
         self.conn.set_progress_handler(self._should_stop, PROGRESS_STEPS)
         self._stop = False
+        # When its calls first found another connection's lock, and last did.
+        self.locked_since: float | None = None
+        self.locked_seen = 0.0
+
+    def met_lock(self, locked: bool, now: float) -> float:
+        """Note whether a call found another connection's lock; how long they have (0: not)."""
+        if not locked:
+            self.locked_since = None
+            return 0.0
+        since = now if self.locked_for(now) is None else self.locked_since or now
+        self.locked_since, self.locked_seen = since, now
+        return now - since
+
+    def locked_for(self, now: float) -> float | None:
+        """How long its calls have found another connection's lock, without a call that did
+        not (nor a pause longer than STILL_LOCKED_S); None when they do not."""
+        if self.locked_since is None or now - self.locked_seen > STILL_LOCKED_S:
+            return None
+        return now - self.locked_since
 
     def _should_stop(self) -> int:
         return int(self._stop)
@@ -79,6 +100,7 @@ class SQLiteDatabase:
         self.lock_wait_s = lock_wait_s
         self._writer = _Connection(path)
         self._write_lock = trio.Lock()
+        self._failing = False  # the last write could not be made (StoreUnavailable)
         self._idle_readers = [_Connection(path) for _ in range(readers)]
         self._reader_slots = trio.Semaphore(readers)
 
@@ -97,39 +119,62 @@ class SQLiteDatabase:
 
         Interrupted (and rolled back) if cancelled. Raises StoreUnavailable. Checkpoints.
         """
-        give_up_at = trio.current_time() + self.lock_wait_s  # the wait for earlier writes too
-        with trio.move_on_at(give_up_at) as waiting:
-            await self._write_lock.acquire()
-        if waiting.cancelled_caught:
-            raise StoreUnavailable(
-                f"SQLite: writes waited in turn for {self.lock_wait_s:g} s (the database is locked)"
-            )
+        await self._take_write_lock()
         try:
-            return await self._call(
-                self._writer, lambda conn: _transaction(conn, change), give_up_at
-            )
+            result = await self._call(self._writer, lambda conn: _transaction(conn, change))
+        except StoreUnavailable:
+            self._failing = True
+            raise
+        except sqlite3.Error:
+            self._failing = False  # it answered, if only to refuse
+            raise
         finally:
             self._write_lock.release()
+        self._failing = False
+        return result
 
-    async def _call(
-        self,
-        connection: _Connection,
-        fn: Callable[[sqlite3.Connection], T],
-        give_up_at: float | None = None,
-    ) -> T:
-        if give_up_at is None:
-            give_up_at = trio.current_time() + self.lock_wait_s
+    async def takes_writes(
+        self, probe: Callable[[sqlite3.Connection], object], within_s: float
+    ) -> bool:
+        """Whether the store takes writes: `probe` is written when no write is under way here;
+        while one is (a large commit may take seconds), the last write's outcome tells."""
+        if not self._write_lock.locked():
+            with trio.move_on_after(within_s):
+                try:
+                    await self.write(probe)
+                except StoreUnavailable:
+                    return False
+                return True
+        return not self._failing
+
+    async def _take_write_lock(self) -> None:
+        """Wait for this process's earlier writes, as long as they take; but not past the time
+        another connection's lock makes any of them wait (the k-th of k writes waiting on such
+        a lock used to wait k times as long)."""
+        while True:
+            with trio.move_on_after(LOCK_CHECK_S):
+                await self._write_lock.acquire()
+                return
+            locked_s = self._writer.locked_for(trio.current_time())
+            if locked_s is not None and locked_s >= self.lock_wait_s:
+                raise StoreUnavailable(f"SQLite: the database is locked ({locked_s:.1f} s)")
+
+    async def _call(self, connection: _Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
         for pause in pauses(0.01, 0.2):
             try:
-                return await connection.call(fn)
+                result = await connection.call(fn)
             except sqlite3.Error as exc:
                 code = _primary_code(exc)
-                locked_for_now = code in _LOCKED and trio.current_time() + pause < give_up_at
+                locked_s = connection.met_lock(code in _LOCKED, trio.current_time())
+                locked_for_now = code in _LOCKED and locked_s + pause < self.lock_wait_s
                 if not locked_for_now and code in _UNAVAILABLE:
                     full = code == sqlite3.SQLITE_FULL
                     raise StoreUnavailable(f"SQLite: {exc}", full=full) from exc
                 if not locked_for_now:
                     raise
+            else:
+                connection.met_lock(False, trio.current_time())
+                return result
             await trio.sleep(pause)
         raise AssertionError("pauses() never ends")
 

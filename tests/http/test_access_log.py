@@ -28,6 +28,7 @@ REQUEST: HTTPScope = {
 RESPONSE: ResponseSummary = {"status": 200, "headers": [(b"content-length", b"42")]}
 SIMPLE = [atom for atom in ATOMS if atom != "t"] + ["nonesuch"]  # the time moves
 NAMED = ["{user-agent}i", "{X-TWICE}i", "{nonesuch}i", "{Content-Length}o", "{path}e", "{x}o"]
+NAMED += ["{User-Agent}I", "{CONTENT-LENGTH}O", "{Path}E"]  # hypercorn lowers the suffix too
 
 
 @pytest.mark.parametrize("response", [RESPONSE, None])

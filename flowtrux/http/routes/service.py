@@ -22,15 +22,14 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when the store answers, is migrated, and takes a write within READY_WRITE_S (this
-    process's lease is renewed: the journal may have had nothing to write for a while)."""
+    """Ready when the store answers, is migrated, and takes writes: this process's lease is
+    renewed within READY_WRITE_S (the journal may have had nothing to write for a while), unless
+    a write is under way here (a large commit takes seconds), whose outcome then tells."""
     found = services(request)
     ready = False
     try:
-        with trio.move_on_after(READY_WRITE_S):
-            if found.runs.journal.store_available and await found.store.ready():
-                await found.store.processes.renew(found.runs.process_id)
-                ready = True
+        if found.runs.journal.store_available and await found.store.ready():
+            ready = await found.store.processes.renews(found.runs.process_id, READY_WRITE_S)
     except StoreUnavailable:
         pass  # the store says why in its own log lines
     except Exception:

@@ -50,6 +50,8 @@ class Expect:
     # Whether a request sent and answered at these times may be refused 503 store_unavailable
     # (the store was failing meanwhile).
     may_refuse: Callable[[float, float], bool] = _never
+    # When a request was sent and answered, in the terms of the round's fault (for messages).
+    when: Callable[[float, float | None], str] = lambda sent_at, answered_at: ""
 
     def cut_short(self, sent_at: float) -> bool:
         """Whether a request sent at `sent_at` may have lost its server."""
@@ -121,7 +123,10 @@ def _started(verdict: Verdict, record: RunRecord, expect: Expect) -> bool:
         return False
     if expect.cut_short(starter.sent_at) and (starter.status is None or not starter.events):
         return False
-    verdict.add(record, f"the run did not start: {starter.describe()}, answer {starter.answer!r}")
+    when = expect.when(starter.sent_at, starter.answered_at)
+    verdict.add(
+        record, f"the run did not start: {starter.describe()}{when}, answer {starter.answer!r}"
+    )
     return False
 
 

@@ -121,8 +121,9 @@ async def probe_through(
             problem(f"a 503 without a Retry-After: {dict(answer.headers)}")
 
     async with trio.open_nursery() as new_runs:  # each is answered in its own time
+        began = trio.current_time()  # the fault may hold before `fault` has returned
         async with fault:
-            window = Window(trio.current_time())
+            window = Window(began)
             while trio.current_time() < window.began + within_s:
                 new_runs.start_soon(try_a_new_run, window)
                 with trio.move_on_after(HEALTHZ_WITHIN_S) as late:

@@ -87,7 +87,12 @@ async def test_the_store_failing_under_running_streams_loses_nothing_and_leaves_
     def may_refuse(sent_at: float, answered_at: float) -> bool:
         return answered_at >= window.began and sent_at <= window.back + REFUSALS_AFTER_S
 
-    await verdict_on(fault_seed, server.database, records, Expect(may_refuse=may_refuse), verdict)
+    def when(sent_at: float, answered_at: float | None) -> str:
+        answered = "" if answered_at is None else f", answered {answered_at - window.back:+.2f} s"
+        return f" (sent {sent_at - window.back:+.2f} s after the store was back{answered})"
+
+    expect = Expect(may_refuse=may_refuse, when=when)
+    await verdict_on(fault_seed, server.database, records, expect, verdict)
 
 
 async def test_a_read_only_store_is_not_ready_even_with_no_run_going(
