@@ -146,7 +146,7 @@ class _Run:
 
     async def _run_node(self, node: Node) -> None:
         """Run `node`, then, in this task and slot, a node it made ready (a chain runs in one
-        task: a task per node cost a third of a transform node)."""
+        task: a task per node cost two fifths of a transform node in the engine)."""
         # Acquiring checkpoints: a node started by a run that is being cancelled never begins.
         async with self._limiter:
             next_node: Node | None = node

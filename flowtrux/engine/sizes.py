@@ -68,8 +68,8 @@ class Sizes:
         too large) when it is over the limit, OutputNotStorable when it is nested deeper than
         MAX_DEPTH or holds what JSON cannot. A long walk goes on in a worker thread.
         Checkpoints only then: a short walk is no longer than the node's own work, and the
-        scheduler checkpoints before each node (three checkpoints a node here cost about a
-        fifth of a transform node)."""
+        scheduler checkpoints before each node (three checkpoints a node here cost a sixth of
+        a transform node in the engine)."""
         try:
             return _Walk(self, what, INLINE_STEPS).total(value)
         except _Deferred:  # a cancelled run does not wait for the walk: it is left to end

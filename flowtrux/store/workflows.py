@@ -15,7 +15,7 @@ from flowtrux.ids import new_id
 from flowtrux.store.database import Connection, Database
 from flowtrux.timestamps import from_iso, to_iso, utc_now
 
-KEPT_DOCUMENT_BYTES = 8 * 1024 * 1024
+KEPT_DOCUMENT_BYTES = 2 * 1024 * 1024  # of text; parsed, about ten times as much
 
 
 @attrs.frozen
@@ -63,8 +63,8 @@ class Document:
 @attrs.define(eq=False)
 class Documents:
     """The last parse of each workflow's document, kept while its stored text stays the same
-    (a run of a 1,000-node workflow used to spend as long parsing it as running 40 of its
-    nodes), up to `max_bytes` of text in all; the least recently used go first."""
+    (parsing it again took about a tenth of a streamed run of a 1,000-node chain), up to
+    `max_bytes` of text in all; the least recently used go first."""
 
     max_bytes: int = KEPT_DOCUMENT_BYTES
     _kept: OrderedDict[str, Document] = attrs.field(factory=OrderedDict, init=False)
