@@ -38,7 +38,13 @@ def execution_json_response(
 ) -> Response:
     """`{<fields>, "logs": [<every node log of the execution>]}`, inside `{wrapped_in: …}`
     when given. A RawJson field is written as it is. The logs start with `first_page` when
-    given (read already, with the execution)."""
+    given (read already, with the execution): when it holds them all, the answer is sent
+    whole, with its length."""
+    if first_page is not None and first_page.complete:
+        return Response(
+            _opening(fields, wrapped_in) + first_page.json + _closing(wrapped_in),
+            media_type="application/json",
+        )
     chunks = _chunks(store, execution_id, fields, wrapped_in, first_page)
     return _PagesResponse(_coalesced(chunks))
 
@@ -92,9 +98,7 @@ async def _chunks(
     wrapped_in: str | None,
     page: LogPage | None,
 ) -> AsyncIterator[bytes]:
-    opening = b"{" if wrapped_in is None else b"{" + utf8(dumps(wrapped_in)) + b":{"
-    yield opening + b"".join(_member(name, value) + b"," for name, value in fields.items())
-    yield b'"logs":['
+    yield _opening(fields, wrapped_in)
     after, separator = 0, b""
     while True:
         page = page or await store.logs_after(execution_id, after)
@@ -104,7 +108,18 @@ async def _chunks(
         if page.complete:
             break
         after, page = page.last_position, None
-    yield b"]}" if wrapped_in is None else b"]}}"
+    yield _closing(wrapped_in)
+
+
+def _opening(fields: Mapping[str, Any], wrapped_in: str | None) -> bytes:
+    """The answer up to its first log: `{<fields>,"logs":[`."""
+    opening = b"{" if wrapped_in is None else b"{" + utf8(dumps(wrapped_in)) + b":{"
+    members = b"".join(_member(name, value) + b"," for name, value in fields.items())
+    return opening + members + b'"logs":['
+
+
+def _closing(wrapped_in: str | None) -> bytes:
+    return b"]}" if wrapped_in is None else b"]}}"
 
 
 def _member(name: str, value: Any) -> bytes:
