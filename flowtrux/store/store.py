@@ -58,8 +58,8 @@ class Store:
         self, token: str, workflow_id: str
     ) -> tuple[User | None, tuple[Workflow, Role | None] | None]:
         """The user of the live session `token` (None: no such session) and, for that user,
-        `workflows.get_with_role(workflow_id, user.id)`: in one read, as a request that names
-        a workflow needs them."""
+        the workflow with the user's role in its workspace (`workflows.with_role`): in one
+        read, as a request that names a workflow needs them."""
 
         def read(conn: Connection) -> tuple[User | None, Any]:
             user = user_of(conn, token)

@@ -135,16 +135,9 @@ class WorkflowStore:
         )
         return None if row is None else Workflow.from_row(row, self.documents)
 
-    async def get_with_role(
-        self, workflow_id: str, user_id: str
-    ) -> tuple[Workflow, Role | None] | None:
-        """The workflow, and `user_id`'s role in its workspace (None: not a member), in one
-        read."""
-        row = await self.db.read(lambda conn: row_with_role(conn, workflow_id, user_id))
-        return self.with_role(row)
-
     def with_role(self, row: Any) -> tuple[Workflow, Role | None] | None:
-        """What `get_with_role` makes of the row `row_with_role` read."""
+        """The workflow, and the caller's role in its workspace (None: not a member), from the
+        row `row_with_role` read (None: no such workflow)."""
         if row is None:
             return None
         role = None if row["caller_role"] is None else Role(row["caller_role"])
