@@ -22,6 +22,7 @@ import trio
 
 from flowtrux.backoff import pauses
 from flowtrux.errors import StoreUnavailable
+from flowtrux.limiters import taken
 from flowtrux.store.threads import run_interruptible
 
 T = TypeVar("T")
@@ -107,7 +108,7 @@ class SQLiteDatabase:
     async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         """Run `query` on a reader connection. Interrupted if cancelled. Raises
         StoreUnavailable. Checkpoints."""
-        async with self._reader_slots:
+        async with taken(self._reader_slots):  # `_call` checkpoints
             reader = self._idle_readers.pop()
             try:
                 return await self._call(reader, query)
@@ -151,6 +152,12 @@ class SQLiteDatabase:
         """Wait for this process's earlier writes, as long as they take; but not past the time
         another connection's lock makes any of them wait (the k-th of k writes waiting on such
         a lock used to wait k times as long)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._write_lock.acquire_nowait()  # free: no scheduling pass (`_call` checkpoints)
+            return
+        except trio.WouldBlock:
+            pass
         while True:
             with trio.move_on_after(LOCK_CHECK_S):
                 await self._write_lock.acquire()

@@ -64,6 +64,7 @@ from hypercorn.typing import ConnectionState
 from hypercorn.utils import parse_socket_addr
 
 from flowtrux.http.hypercorn_fixes.fix import Fix
+from flowtrux.limiters import taken
 
 EPISODE_ENDS_AT = 0.9  # of the cap: a new episode is logged once the count has fallen this far
 WRITE_PIECE = 64 * 1024  # bytes written at a time: each piece taken is the client's progress
@@ -366,7 +367,7 @@ async def _send(self: TCPServer, watchdog: Watchdog, event: Event) -> None:
     """Upstream's `protocol_send`, with the watchdog told of `Updated` instead of the idle
     task."""
     if isinstance(event, RawData):
-        async with self.send_lock:
+        async with taken(self.send_lock):  # the write checkpoints
             try:
                 # A write cut short would corrupt the framing; one stuck on a client that
                 # does not read ends when the watchdog closes the socket.
