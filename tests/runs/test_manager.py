@@ -161,6 +161,29 @@ async def test_a_subscriber_that_falls_behind_catches_up_from_the_store(
     assert names(events)[-1] == "complete"
 
 
+@pytest.mark.parametrize("run_settings", [RunSettings(subscriber_bytes=300)])
+async def test_events_taken_at_hand_come_once_in_order_across_drops_and_catch_ups(
+    manager: RunManager, save_workflow: SaveWorkflow
+) -> None:
+    """As a stream takes them: one `receive`, then every event at hand (`receive_nowait`),
+    while the live run publishes more than a 300-byte subscription holds between two reads, so
+    the feed is dropped and catches up from the store again and again (its page and its new
+    subscription overlap: the events of both are given once)."""
+    steps = [(transform(f"t{i}", "x" * 200), delay(f"d{i}", 2)) for i in range(15)]
+    nodes = [trigger(), *(node for step in steps for node in step)]
+    run = await manager.start(await save_workflow(chain(*nodes)), {}, started_by=None)
+    feed = manager.subscribe(run.execution_id)
+    events: list[StoredEvent] = []
+    with trio.fail_after(10):
+        while not (events and events[-1].terminal):
+            events.append(await feed.receive())
+            while (at_hand := feed.receive_nowait()) is not None:
+                events.append(at_hand)
+            await trio.sleep(0.01)  # reads slower than the run publishes
+    assert [event.seq for event in events] == list(range(1, 2 + 2 * len(nodes) + 1))
+    assert feed.receive_nowait() is None
+
+
 async def test_a_late_subscriber_replays_after_a_sequence_number(
     manager: RunManager, save_workflow: SaveWorkflow
 ) -> None:
