@@ -67,12 +67,9 @@ class _PagesResponse(Response):
             nursery.start_soon(cancel_on_disconnect, receive, nursery.cancel_scope)
             start = {"type": "http.response.start", "status": self.status_code}
             await send({**start, "headers": self.raw_headers})
-            last = b""  # held back, to go with the end of the answer
             async for page in self.pages:
-                if last:
-                    await send({"type": "http.response.body", "body": last, "more_body": True})
-                last = page
-            await send({"type": "http.response.body", "body": last, "more_body": False})
+                await send({"type": "http.response.body", "body": page, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
             nursery.cancel_scope.cancel()
 
 

@@ -72,7 +72,9 @@ class _Connection:
         if not locked:
             self.locked_since = None
             return 0.0
-        since = now if self.locked_for(now) is None else self.locked_since or now
+        since = self.locked_since
+        if since is None or now - self.locked_seen > STILL_LOCKED_S:
+            since = now  # a new lock
         self.locked_since, self.locked_seen = since, now
         return now - since
 
