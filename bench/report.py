@@ -4,7 +4,6 @@ import json
 import logging
 import math
 import os
-import statistics
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -32,7 +31,7 @@ def describe(found: dict[str, Any]) -> str:
 
 
 def p90(values: Sequence[float]) -> float:
-    return statistics.quantiles(values, n=10, method="inclusive")[-1]
+    return percentile(values, 90)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -11,6 +11,7 @@ once): what they can do at most.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -196,7 +197,7 @@ def _figures(found: Found, n8n_skipped: str) -> Iterator[Figure]:
 
 def _notes(found: Found, capacity: float, seconds: float) -> Iterator[str]:
     busiest = max(float(value["client_cpu_percent"]) for value in found.values())
-    fastest = max(float(value["runs_per_s"]) for value in found.values())
+    fastest = max(float(value["runs_per_s"]) for value in found.values()) or math.nan  # none ran
     verdict = (
         "it is not the bottleneck"
         if busiest < CLIENT_BUSY_PERCENT and capacity > CLIENT_HEADROOM * fastest

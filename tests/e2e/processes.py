@@ -105,8 +105,13 @@ async def log_in(client: httpx.AsyncClient) -> None:
 async def create_workflow(client: httpx.AsyncClient, doc: Doc) -> str:
     """Log in as the owner and create `doc` in their workspace; return the workflow's id."""
     await log_in(client)
+    return await post_workflow(client, doc)
+
+
+async def post_workflow(client: httpx.AsyncClient, doc: Doc) -> str:
+    """Create `doc` in the first workspace of `client`'s user; return the workflow's id."""
     workspace_id = (await client.get("/api/auth/me")).json()["workspaces"][0]["id"]
     created = await client.post("/api/workflows", json={"workspaceId": workspace_id, **doc})
-    assert created.status_code == 201, created.text
+    assert created.status_code == 201, f"{doc}: {created.text}"
     workflow_id: str = created.json()["workflow"]["id"]
     return workflow_id

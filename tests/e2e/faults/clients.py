@@ -40,7 +40,7 @@ class Reading:
     answer: str = ""  # the body of an answer that was not a stream
     events: list[Event] = attrs.field(factory=list)
     malformed: list[str] = attrs.field(factory=list)
-    keepalives: int = 0
+    ended_at: float | None = None  # when the reading ended, however it did
     ended_by_server: bool = False  # the server ended the response: read to its end
     left: bool = False  # the client went away on purpose
     broken: str | None = None  # the connection failed under it
@@ -132,7 +132,7 @@ async def read_events(
         reading.broken = f"{type(exc).__name__}: {exc}"
     finally:
         reading.malformed += parser.malformed
-        reading.keepalives += parser.keepalives
+        reading.ended_at = trio.current_time()
         reading.first.set()
 
 
@@ -199,6 +199,7 @@ async def start_and_reset(
     except (AssertionError, OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
         reading.broken = f"{type(exc).__name__}: {exc}"
     finally:
+        reading.ended_at = trio.current_time()
         reading.first.set()
 
 

@@ -31,7 +31,6 @@ class FrameParser:
     """Turns the bytes of an event stream into events; keeps what is malformed, to report."""
 
     malformed: list[str] = attrs.field(factory=list)
-    keepalives: int = 0
     _buffer: bytes = b""
     _fields: dict[str, str] = attrs.field(factory=dict)
 
@@ -47,8 +46,7 @@ class FrameParser:
         return events
 
     def _line(self, line: str) -> Event | None:
-        if line.startswith(":"):
-            self.keepalives += line == ": keepalive"
+        if line.startswith(":"):  # a comment: a keepalive
             return None
         if line:
             name, _, value = line.partition(": ")

@@ -17,7 +17,7 @@ from tests.e2e.faults.invariants import Expect, Verdict, judge, tally
 from tests.e2e.faults.scenarios import RunRecord, Scenario, draw
 from tests.e2e.faults.seeds import Seed
 from tests.e2e.faults.stored import read_runs, until_none_running
-from tests.support import Doc
+from tests.e2e.processes import post_workflow
 
 OWNER = "owner@example.com"
 SETTLE_S = 15  # runs whose clients are done may still be ending (background runs, Stops)
@@ -45,23 +45,13 @@ async def in_process(server: Server, http_version: str) -> AsyncIterator[Target]
         yield target
 
 
-async def create_workflow(client: httpx.AsyncClient, doc: Doc) -> str:
-    """Create `doc` with POST /api/workflows in the owner's first workspace; its id."""
-    me = await client.get("/api/auth/me")
-    workspace_id = me.json()["workspaces"][0]["id"]
-    answer = await client.post("/api/workflows", json={"workspaceId": workspace_id, **doc})
-    assert answer.status_code == 201, f"{doc}: {answer.text}"
-    workflow_id: str = answer.json()["workflow"]["id"]
-    return workflow_id
-
-
 async def create_graphs(
     client: httpx.AsyncClient, rng: random.Random, count: int, *, slow: int = 0
 ) -> list[tuple[RandomGraph, str]]:
     """`count` random workflows (`slow` of them with delays of up to 1 s), created through the
     API: each graph with its workflow id."""
     graphs = [random_graph(rng, f"Random {number}", slow=number < slow) for number in range(count)]
-    return [(graph, await create_workflow(client, graph.doc)) for graph in graphs]
+    return [(graph, await post_workflow(client, graph.doc)) for graph in graphs]
 
 
 def scenarios(

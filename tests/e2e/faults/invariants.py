@@ -26,7 +26,7 @@ from tests.e2e.faults.frames import Event
 from tests.e2e.faults.graphs import Prediction, RandomGraph
 from tests.e2e.faults.scenarios import RunRecord
 from tests.e2e.faults.seeds import Seed
-from tests.e2e.faults.stored import StoredRun
+from tests.e2e.faults.stored import StoredLog, StoredRun
 
 TERMINAL_EVENT = {"COMPLETED": "complete", "FAILED": "error", "CANCELLED": "cancelled",
                   "INTERRUPTED": "error"}  # fmt: skip
@@ -44,8 +44,9 @@ class Expect:
     """What a round allows beyond a run on a healthy server."""
 
     interrupted: frozenset[str] = frozenset()  # in flight when their server was killed
-    # When a killed server's successor was up: a request sent before may have found no server,
-    # lost it, or been cut short by the harness.
+    # When a server was killed, and when its successor was up: a request going on meanwhile
+    # may have found no server, lost it, or been cut short by the harness.
+    killed_at: float | None = None
     down_until: float | None = None
     # Whether a request sent and answered at these times may be refused 503 store_unavailable
     # (the store was failing meanwhile).
@@ -53,9 +54,12 @@ class Expect:
     # When a request was sent and answered, in the terms of the round's fault (for messages).
     when: Callable[[float, float | None], str] = lambda sent_at, answered_at: ""
 
-    def cut_short(self, sent_at: float) -> bool:
-        """Whether a request sent at `sent_at` may have lost its server."""
-        return self.down_until is not None and sent_at <= self.down_until
+    def cut_short(self, sent_at: float, ended_at: float | None) -> bool:
+        """Whether a request sent at `sent_at` that ended at `ended_at` may have lost its
+        server: it was going on while the server was down (from the kill to its successor)."""
+        if self.killed_at is None or self.down_until is None:
+            return False
+        return sent_at <= self.down_until and (ended_at is None or ended_at >= self.killed_at)
 
     def refused(self, status: int | None, answer: Any, sent_at: float, answered_at: float | None
                 ) -> bool:  # fmt: skip
@@ -121,7 +125,9 @@ def _started(verdict: Verdict, record: RunRecord, expect: Expect) -> bool:
         return True
     if expect.refused(starter.status, starter.answer, starter.sent_at, starter.answered_at):
         return False
-    if expect.cut_short(starter.sent_at) and (starter.status is None or not starter.events):
+    if expect.cut_short(starter.sent_at, starter.ended_at) and (
+        starter.status is None or not starter.events
+    ):
         return False
     when = expect.when(starter.sent_at, starter.answered_at)
     verdict.add(
@@ -221,7 +227,7 @@ def reading_problems(reading: Reading, run: StoredRun, expect: Expect) -> list[s
     """What one client received: contiguous ids from its Last-Event-ID on, each identical to the
     stored event, at most one terminal event and it last, exactly one when read to its end."""
     problems = [f"{reading.describe()}: malformed frame {m}" for m in reading.malformed]
-    cut_short = expect.cut_short(reading.sent_at)
+    cut_short = expect.cut_short(reading.sent_at, reading.ended_at)
     if reading.broken is not None and not cut_short:
         return [*problems, f"{reading.describe()}: the connection failed"]
     if reading.status == 204:
@@ -229,6 +235,8 @@ def reading_problems(reading: Reading, run: StoredRun, expect: Expect) -> list[s
         if reading.role != "observer" or last > reading.after or run.status == "RUNNING":
             problems.append(f"{reading.describe()}: 204, but the store has events up to {last}")
         return problems
+    if expect.refused(reading.status, reading.answer, reading.sent_at, reading.answered_at):
+        return problems  # a 503 while the store failed, as for any call that needs it
     if reading.status not in (200, None) or (reading.status is None and not cut_short):
         problems.append(f"{reading.describe()}: answered {reading.answer!r}")
         return problems
@@ -296,7 +304,7 @@ def _stop_problems(record: RunRecord, expect: Expect) -> list[str]:
             continue
         if stop.status == 409 and stop.json_field("code") == "conflict":
             continue
-        if stop.status == 0 and expect.cut_short(stop.sent_at):
+        if stop.status == 0 and expect.cut_short(stop.sent_at, stop.answered_at):
             continue
         if expect.refused(stop.status, stop.answer, stop.sent_at, stop.answered_at):
             continue
@@ -328,23 +336,37 @@ def _ran_problems(run: StoredRun, prediction: Prediction) -> list[str]:
     return problems
 
 
+def stored_log_problems(run: StoredRun, stored: StoredLog) -> list[str]:
+    """A log stored on its own is a skipped node's; any other is the `node_complete` event of
+    the same node."""
+    if stored.event_seq is None:
+        status = None if stored.value is None else stored.value.get("status")
+        return [] if status == "skipped" else [f"{stored.node_id}'s own log says {status}"]
+    event = run.event(stored.event_seq)
+    if event is None:
+        return [f"{stored.node_id}'s log is event {stored.event_seq}, which is not stored"]
+    if event.name != "node_complete" or event.json().get("nodeId") != stored.node_id:
+        what = f"{event.name} of {event.json().get('nodeId')}"
+        return [f"{stored.node_id}'s log is event {stored.event_seq}, the {what}"]
+    return []
+
+
 def log_problems(run: StoredRun, graph: RandomGraph) -> list[str]:
-    """The history: one log per node (the logs its process stored, if it died), each the same
-    as the node's `node_complete`, and `skipped` for a node that never started."""
+    """The history: one log per node (the logs its process stored, if it died); a node that
+    ran has its `node_complete` as its log, a skipped one a log of its own; `skipped` for a node
+    that never started."""
     problems = []
     logs: dict[str, Any] = {}
-    for log in run.logs:
-        if log["nodeId"] in logs:
-            problems.append(f"two logs of node {log['nodeId']}")
-        logs[log["nodeId"]] = log
+    for stored in run.logs:
+        problems += stored_log_problems(run, stored)
+        if stored.value is None:
+            continue
+        if stored.node_id in logs:
+            problems.append(f"two logs of node {stored.node_id}")
+        logs[stored.node_id] = stored.value
     if run.status not in ("INTERRUPTED", "RUNNING") and sorted(logs) != sorted(graph.node_ids):
         problems.append(f"logs of nodes {sorted(logs)}, expected one of each of {graph.node_ids}")
     started = {e.json()["nodeId"] for e in run.events if e.name == "node_start"}
-    for event in run.events:
-        if event.name == "node_complete":
-            log = event.json()
-            if log["nodeId"] in logs and logs[log["nodeId"]] != log:
-                problems.append(f"the log of {log['nodeId']} differs from its node_complete")
     for node_id, log in logs.items():
         if node_id not in started and log["status"] != "skipped":
             problems.append(f"node {node_id} never started, but its log says {log['status']}")

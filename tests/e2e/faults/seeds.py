@@ -12,15 +12,14 @@ SEED_VARIABLE = "FLOWTRUX_FAULT_SEED"
 @attrs.frozen
 class Seed:
     value: int
-    fixed: bool  # taken from FLOWTRUX_FAULT_SEED rather than drawn
 
     @classmethod
     def from_environment(cls) -> "Seed":
         """FLOWTRUX_FAULT_SEED when it is set, else a fresh random seed."""
         text = os.environ.get(SEED_VARIABLE, "").strip()
         if text:
-            return cls(int(text), fixed=True)
-        return cls(random.SystemRandom().randrange(2**32), fixed=False)
+            return cls(int(text))
+        return cls(random.SystemRandom().randrange(2**32))
 
     def rng(self, purpose: str) -> random.Random:
         """A generator of its own for `purpose` (a test's name), so that one test's draws do not

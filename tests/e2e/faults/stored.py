@@ -17,6 +17,16 @@ from tests.e2e.faults.frames import Event
 
 
 @attrs.frozen
+class StoredLog:
+    """A node's log as the history reads it (None: what it refers to is not stored), and the
+    `node_complete` event it is (None: stored on its own, as a skipped node's is)."""
+
+    node_id: str
+    value: Any
+    event_seq: int | None
+
+
+@attrs.frozen
 class StoredRun:
     execution_id: str
     status: str
@@ -24,7 +34,7 @@ class StoredRun:
     output: Any
     background: bool
     events: tuple[Event, ...]
-    logs: tuple[Any, ...]  # the node logs, parsed, in the order they were written
+    logs: tuple[StoredLog, ...]  # in the order they were written
 
     def event(self, seq: int) -> Event | None:
         """The stored event `seq`, if any (events are stored from 1 without gaps when all is
@@ -56,9 +66,10 @@ def _read_runs(database: Path, execution_ids: list[str]) -> dict[str, StoredRun]
                 )
             )
             logs = tuple(
-                json.loads(log)
-                for (log,) in conn.execute(
-                    f"SELECT {LOG_JSON} FROM {WITH_EVENTS}"
+                StoredLog(node_id, None if log is None else json.loads(log), event_seq)
+                for node_id, log, event_seq in conn.execute(
+                    f"SELECT node_logs.node_id, {LOG_JSON}, node_logs.event_seq"
+                    f" FROM {WITH_EVENTS}"
                     " WHERE node_logs.execution_id = ? ORDER BY node_logs.position",
                     (execution_id,),
                 )

@@ -53,6 +53,7 @@ async def test_sigkill_under_load_then_restart_interrupts_exactly_the_runs_in_fl
                 )
             await trio.sleep(LOAD_S)
             await many_in_flight(database)
+            killed_at = trio.current_time()
             process.kill()  # SIGKILL: it ends nothing, stores nothing more
             await process.wait()
             done.set()
@@ -73,7 +74,7 @@ async def test_sigkill_under_load_then_restart_interrupts_exactly_the_runs_in_fl
             fault_seed,
             database,
             records,
-            Expect(interrupted=in_flight, down_until=down_until),
+            Expect(interrupted=in_flight, killed_at=killed_at, down_until=down_until),
             await kept_what_they_had(verdict, database, snapshot, in_flight),
         )
     assert in_flight, f"{fault_seed}: no run was in flight at the kill"

@@ -15,11 +15,11 @@ import pytest
 import trio
 
 from tests.e2e.faults.clients import Reading, Target, client_for, read_events, stream_path
-from tests.e2e.faults.harness import create_workflow, owner_target
+from tests.e2e.faults.harness import owner_target
 from tests.e2e.faults.invariants import Verdict
 from tests.e2e.faults.seeds import Seed
 from tests.e2e.faults.stored import read_runs, until_none_running
-from tests.e2e.processes import DATABASE, flowtrux, log_in, running, server_env
+from tests.e2e.processes import DATABASE, flowtrux, log_in, post_workflow, running, server_env
 from tests.e2e.test_process_faults import settled_rss
 from tests.support import chain, delay, transform, trigger
 
@@ -111,7 +111,7 @@ async def test_soak_500_streams_for_60_s_lose_nothing_and_leave_memory_flat(
     serve = running(flowtrux("serve", "--port", "0"), env, tmp_path)
     async with serve as (process, url, log), AsyncExitStack() as clients:
         http1 = await clients.enter_async_context(owner_target(url, "HTTP/1.1", database, log_in))
-        workflow_id = await create_workflow(http1.shared, SOAK_RUN)
+        workflow_id = await post_workflow(http1.shared, SOAK_RUN)
         connections = STREAMS // 2 // H2_STREAMS_PER_CONNECTION
         http2 = [
             Target(url, "HTTP/2", await clients.enter_async_context(

@@ -16,7 +16,6 @@ import trio
 from tests.e2e.conftest import Server, StartServer
 from tests.e2e.faults.harness import (
     create_graphs,
-    create_workflow,
     in_process,
     scenarios,
     verdict_on,
@@ -31,6 +30,7 @@ from tests.e2e.faults.outage import (
 )
 from tests.e2e.faults.scenarios import RunRecord, play_all
 from tests.e2e.faults.seeds import Seed
+from tests.e2e.processes import post_workflow
 from tests.support import chain, transform, trigger
 
 GRAPHS = 16
@@ -66,7 +66,7 @@ async def test_the_store_failing_under_running_streams_loses_nothing_and_leaves_
         in_process(server, "HTTP/2") as http2,
     ):
         graphs = await create_graphs(http1.shared, rng, GRAPHS)
-        probe = await create_workflow(http1.shared, chain(trigger(), transform("t", 1)))
+        probe = await post_workflow(http1.shared, chain(trigger(), transform("t", 1)))
         done = trio.Event()
         async with trio.open_nursery() as nursery:
             for target, first in ((http1, 0), (http2, 1)):
@@ -104,7 +104,7 @@ async def test_a_read_only_store_is_not_ready_even_with_no_run_going(
         pytest.skip(f"cannot make the database read-only here: {why}")
     verdict = Verdict(fault_seed)
     async with in_process(server, "HTTP/1.1") as target:
-        probe = await create_workflow(target.shared, chain(trigger(), transform("t", 1)))
+        probe = await post_workflow(target.shared, chain(trigger(), transform("t", 1)))
         async with read_only(server.database):
             refused = await target.shared.post(f"/api/workflows/{probe}/execute", json={})
             ready = await target.shared.get("/readyz")
