@@ -84,9 +84,11 @@ class RunManager:
         *,
         started_by: str | None,
         trigger: str = "manual",
+        background: bool = False,
     ) -> Run:
         """Store a RUNNING execution (`trigger`: how it was started, `manual` or `webhook`) and
-        start running it.
+        start running it; with `background`, as a background run from its first row (nobody
+        waits for it: the history says so before the caller answers).
 
         Raises ShuttingDown (also when the shutdown begins while its row waits for the store),
         TooManyRequests, StoreUnavailable (also while the journal cannot store what runs
@@ -96,7 +98,7 @@ class RunManager:
         if not self.journal.store_available:
             self.journal.retry_now()  # the store may be back: the next run need not wait 2 s
             raise StoreUnavailable("the journal is waiting for the store")
-        run = Run(new_id("exec"), workflow, workflow.graph, body)
+        run = Run(new_id("exec"), workflow, workflow.graph, body, background=background)
         self._runs[run.execution_id] = run  # holds the slot while the row is written
         self._some_runs.set()
         try:
@@ -112,6 +114,7 @@ class RunManager:
                         started_by,
                         self.process_id,
                         utc_now(),
+                        background,
                     )
                 )
         except BaseException:

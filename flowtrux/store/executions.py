@@ -30,6 +30,7 @@ class NewExecution:
     started_by: str | None
     process_id: str
     started_at: datetime
+    background: bool = False  # nobody waits for it from its start (a webhook's `minimal`)
 
 
 @attrs.frozen
@@ -192,9 +193,9 @@ class ExecutionStore:
         def insert(conn: Connection) -> None:  # the trigger data is encoded here, in a thread
             conn.execute(
                 "INSERT INTO executions (id, workflow_id, workspace_id, workflow_name, status,"
-                " trigger, trigger_data, started_by, process_id, started_at)"
+                " trigger, trigger_data, started_by, process_id, started_at, background)"
                 " VALUES (:id, :workflow_id, :workspace_id, :workflow_name, 'RUNNING', :trigger,"
-                " :trigger_data, :started_by, :process_id, :started_at)",
+                " :trigger_data, :started_by, :process_id, :started_at, :background)",
                 {**params, "trigger_data": dumps(new.trigger_data)},
             )
 

@@ -36,10 +36,11 @@ async def call(request: Request) -> Response:
         raise NotFound("webhook workflow", workflow_id)
     await found.webhook_quota.hit(workflow.id)
     body = await json_object(request, required=False)
-    run = await found.runs.start(workflow, body, started_by=None, trigger="webhook")
     answer = workflow.graph.trigger.config.get("webhookResponse", "full")
-    if answer == "minimal":
-        found.runs.background(run)
+    run = await found.runs.start(
+        workflow, body, started_by=None, trigger="webhook", background=answer == "minimal"
+    )
+    if run.background:
         return JSONResponse({"executionId": run.execution_id}, status_code=202)
     return RunResultResponse(found, run, last_node_only=answer == "lastNode", response_status=True)
 
