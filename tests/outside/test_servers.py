@@ -3,6 +3,7 @@ real client (httpx) over real sockets."""
 
 import json
 import zlib
+from functools import partial
 from typing import Any
 
 import httpx
@@ -36,9 +37,12 @@ async def test_the_target_echoes_and_records_a_request(target: Target) -> None:
 
 
 async def test_slow_records_the_client_leaving_at_once(target: Target) -> None:
-    async with httpx.AsyncClient(base_url=target.url) as client:
-        with trio.move_on_after(0.1):
-            await client.get("/slow", params={"ms": 10_000, "rid": "s"})
+    async with httpx.AsyncClient(base_url=target.url) as client, trio.open_nursery() as nursery:
+        nursery.start_soon(partial(client.get, "/slow", params={"ms": 10_000, "rid": "s"}))
+        with trio.fail_after(5):  # the client leaves once its request has arrived
+            while not target.requests:  # noqa: ASYNC110 (what the target has received)
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
         left_at = trio.current_time()
 
     assert await target.wait_disconnect("s", 1) - left_at < 0.2

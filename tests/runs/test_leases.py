@@ -94,7 +94,7 @@ async def test_processes_racing_to_end_the_same_orphans_end_each_once(
     orphans = [f"exec-{n}" for n in range(20)]
     for execution_id in orphans:
         await new_execution(store, save_workflow, execution_id, process_id="proc-gone")
-    opened, lapsed = trio.Semaphore(0), trio.Event()
+    opened, lapsed, gone = trio.Semaphore(0), trio.Event(), trio.Event()
     stopped: list[Stopping] = []
 
     async def keep_gone_alive() -> None:  # until every process is open
@@ -105,7 +105,7 @@ async def test_processes_racing_to_end_the_same_orphans_end_each_once(
     async def process(own: Store, stops: list[str]) -> None:
         async with open_run_manager(own, RunSettings(lease_s=0.3)) as manager:
             opened.release()
-            await lapsed.wait()
+            await gone.wait()  # pressed once the lease has lapsed: racing the orphan finders
             for execution_id in stops:
                 stopped.append(await manager.stop(execution_id))
                 await trio.sleep(0.01)  # meanwhile the others look for orphans
@@ -120,6 +120,7 @@ async def test_processes_racing_to_end_the_same_orphans_end_each_once(
                 await opened.acquire()
             lapsed.set()
             await lapsed_lease(store, "proc-gone")
+            gone.set()
 
     assert Stopping.INTERRUPTED in stopped  # a Stop button ended some, in the race
     for execution_id in orphans:
